@@ -1,0 +1,136 @@
+/* api.c — each entry checks its arguments and forwards to the module that
+ * owns the behaviour; plugins never reach host internals any other way. */
+#include "api.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "instance.h"
+#include "log.h"
+#include "metrics.h"
+#include "run.h"
+#include "scheduler.h"
+#include "util.h"
+
+static void api_log(ingest_ctx *ctx, ingest_run *run, ingest_log_level level, const char *fmt,
+                    ...)
+{
+    if (!ctx || !fmt)
+        return;
+    log_fields f = {.plugin = ctx->name};
+    if (run) {
+        f.tenant = run_tenant(run);
+        f.job = run_job(run);
+        f.delivery = run_delivery(run);
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    log_writev(level, &f, fmt, ap);
+    va_end(ap);
+}
+
+static void api_set_error(ingest_ctx *ctx, const char *fmt, ...)
+{
+    if (!ctx || !fmt)
+        return;
+    char text[sizeof ctx->init_error];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    char *clean = log_redact(text);
+    snprintf(ctx->init_error, sizeof ctx->init_error, "%s", clean ? clean : "");
+    free(clean);
+}
+
+static void api_free(void *ptr) { free(ptr); }
+
+static int api_schedule_every(ingest_ctx *ctx, const char *name, uint32_t interval_ms,
+                              ingest_tick_fn fn, void *arg)
+{
+    if (!ctx)
+        return INGEST_EINVAL;
+    if (!ctx->in_init)
+        return INGEST_ESTATE;
+    return scheduler_register(ctx, name, interval_ms, fn, arg);
+}
+
+static int api_emit(ingest_run *run, const ingest_signal *signal)
+{
+    return run ? run_emit(run, signal) : INGEST_EINVAL;
+}
+
+static int api_cursor_get(ingest_run *run, const char *stream, char **value)
+{
+    if (!run || !value)
+        return INGEST_EINVAL;
+    return run_cursor_get(run, stream, value);
+}
+
+static int api_cursor_set(ingest_run *run, const char *stream, const char *value)
+{
+    return run ? run_cursor_set(run, stream, value) : INGEST_EINVAL;
+}
+
+static int api_flush(ingest_run *run) { return run ? run_flush(run) : INGEST_EINVAL; }
+
+static ingest_metric *register_metric(ingest_ctx *ctx, metric_type type, const char *name,
+                                      const char *help, const double *bounds, size_t n)
+{
+    if (!ctx || !ctx->in_init || !metrics_valid_name(name))
+        return NULL;
+    char full[256], labels[160];
+    snprintf(full, sizeof full, "ingest_plugin_%s", name);
+    snprintf(labels, sizeof labels, "plugin=\"%s\"", ctx->name);
+    return metrics_register(ctx->host->metrics, type, full, help, labels, ctx, bounds, n);
+}
+
+static ingest_metric *api_metric_counter(ingest_ctx *ctx, const char *name, const char *help)
+{
+    return register_metric(ctx, METRIC_COUNTER, name, help, NULL, 0);
+}
+
+static ingest_metric *api_metric_gauge(ingest_ctx *ctx, const char *name, const char *help)
+{
+    return register_metric(ctx, METRIC_GAUGE, name, help, NULL, 0);
+}
+
+static ingest_metric *api_metric_histogram(ingest_ctx *ctx, const char *name, const char *help,
+                                           const double *bounds, size_t n_bounds)
+{
+    for (size_t i = 1; bounds && i < n_bounds; i++)
+        if (!(bounds[i] > bounds[i - 1]))
+            return NULL; /* bounds must increase */
+    return register_metric(ctx, METRIC_HISTOGRAM, name, help, bounds, n_bounds);
+}
+
+static int api_parse_time(const char *text, int64_t *out_us)
+{
+    return out_us && util_parse_time(text, out_us) == 0 ? INGEST_OK : INGEST_EINVAL;
+}
+
+static const ingest_host_api table = {
+    .hdr = INGEST_ABI_HEADER(ingest_host_api),
+    .log = api_log,
+    .set_error = api_set_error,
+    .free = api_free,
+    .schedule_every = api_schedule_every,
+    .emit = api_emit,
+    .cursor_get = api_cursor_get,
+    .cursor_set = api_cursor_set,
+    .flush = api_flush,
+    .metric_counter = api_metric_counter,
+    .metric_gauge = api_metric_gauge,
+    .metric_histogram = api_metric_histogram,
+    .metric_add = metrics_add,
+    .metric_set = metrics_set,
+    .metric_observe = metrics_observe,
+    .now_us = util_now_us,
+    .sha256_hex = util_sha256_hex,
+    .hmac_sha256_hex = util_hmac_sha256_hex,
+    .parse_time = api_parse_time,
+    .format_time = util_format_time,
+};
+
+const ingest_host_api *api_table(void) { return &table; }

@@ -1,0 +1,304 @@
+/* config.c — one table describes every host key: type, default, bounds, doc.
+ * File values are read first, then INGEST_<KEY> environment variables win. */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+typedef enum { KEY_STRING, KEY_INT } key_type;
+
+typedef struct key_spec {
+    const char *key;
+    key_type type;
+    size_t offset;
+    const char *default_value;
+    long min, max; /* INT bounds */
+    int restart;   /* a change only takes effect after a restart */
+} key_spec;
+
+#define STR(k, def, restart) {#k, KEY_STRING, offsetof(hostd_config, k), def, 0, 0, restart}
+#define INT(k, def, lo, hi, restart) {#k, KEY_INT, offsetof(hostd_config, k), #def, lo, hi, restart}
+
+static const key_spec key_specs[] = {
+    STR(listen, "127.0.0.1:8080", 1),
+    STR(plugin_dir, INGEST_DEFAULT_PLUGIN_DIR, 0),
+    STR(control_socket, "/run/ingest/hostd.sock", 1),
+    STR(runtime_dir, "", 1),
+    INT(workers, 4, 1, 256, 1),
+    INT(work_queue, 1024, 16, 1000000, 1),
+    STR(database_url, "postgresql:///ingest", 1),
+    INT(database_pool, 2, 1, 64, 1),
+    INT(database_retry_max_s, 30, 1, 3600, 0),
+    STR(crypto_key, "", 1),
+    STR(crypto_key_file, "", 1),
+    STR(operator_token, "", 0),
+    STR(log_level, "info", 0),
+    INT(shutdown_timeout_s, 30, 0, 3600, 0),
+    INT(drain_timeout_s, 60, 1, 86400, 0),
+    INT(max_body_bytes, 1048576, 1024, 67108864, 0),
+};
+#define N_KEYS (sizeof key_specs / sizeof key_specs[0])
+
+void config_env_name(const char *key, char *out, size_t out_len)
+{
+    size_t n = (size_t)snprintf(out, out_len, "INGEST_");
+    for (const char *p = key; *p && n + 1 < out_len; p++)
+        out[n++] = (char)toupper((unsigned char)(*p == '.' ? '_' : *p));
+    out[n < out_len ? n : out_len - 1] = '\0';
+}
+
+static char **str_slot(hostd_config *cfg, const key_spec *k)
+{
+    return (char **)((char *)cfg + k->offset);
+}
+
+static int *int_slot(hostd_config *cfg, const key_spec *k)
+{
+    return (int *)((char *)cfg + k->offset);
+}
+
+static int set_string(hostd_config *cfg, const key_spec *k, const char *value)
+{
+    char *copy = strdup(value);
+    if (!copy)
+        return -1;
+    free(*str_slot(cfg, k));
+    *str_slot(cfg, k) = copy;
+    return 0;
+}
+
+static int parse_int(const char *text, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(text, &end, 10);
+    if (errno || end == text || *end != '\0')
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int set_int(hostd_config *cfg, const key_spec *k, long v, const char *where, char *err,
+                   size_t err_len)
+{
+    if (v < k->min || v > k->max) {
+        snprintf(err, err_len, "%s: key '%s': %ld is out of range [%ld, %ld]", where, k->key, v,
+                 k->min, k->max);
+        return -1;
+    }
+    *int_slot(cfg, k) = (int)v;
+    return 0;
+}
+
+static const key_spec *find_key(const char *name)
+{
+    for (size_t i = 0; i < N_KEYS; i++)
+        if (strcmp(key_specs[i].key, name) == 0)
+            return &key_specs[i];
+    return NULL;
+}
+
+static int apply_defaults(hostd_config *cfg)
+{
+    for (size_t i = 0; i < N_KEYS; i++) {
+        const key_spec *k = &key_specs[i];
+        if (k->type == KEY_STRING) {
+            if (set_string(cfg, k, k->default_value) < 0)
+                return -1;
+        } else {
+            *int_slot(cfg, k) = atoi(k->default_value);
+        }
+    }
+    return 0;
+}
+
+static int apply_setting(hostd_config *cfg, const config_setting_t *s, char *err, size_t err_len)
+{
+    char where[PATH_MAX + 32];
+    snprintf(where, sizeof where, "%s:%d", cfg->path, config_setting_source_line(s));
+    const char *name = config_setting_name(s);
+    const key_spec *k = find_key(name);
+    if (!k) {
+        snprintf(err, err_len, "%s: unknown key '%s'", where, name);
+        return -1;
+    }
+    int type = config_setting_type(s);
+    if (k->type == KEY_STRING) {
+        if (type != CONFIG_TYPE_STRING) {
+            snprintf(err, err_len, "%s: key '%s': expected a string", where, name);
+            return -1;
+        }
+        return set_string(cfg, k, config_setting_get_string(s));
+    }
+    if (type != CONFIG_TYPE_INT && type != CONFIG_TYPE_INT64) {
+        snprintf(err, err_len, "%s: key '%s': expected an integer", where, name);
+        return -1;
+    }
+    return set_int(cfg, k, (long)config_setting_get_int64(s), where, err, err_len);
+}
+
+static int apply_file(hostd_config *cfg, char *err, size_t err_len)
+{
+    if (!config_read_file(&cfg->tree, cfg->path)) {
+        if (config_error_type(&cfg->tree) == CONFIG_ERR_FILE_IO)
+            snprintf(err, err_len, "%s: cannot read file", cfg->path);
+        else
+            snprintf(err, err_len, "%s:%d: %s", config_error_file(&cfg->tree)
+                     ? config_error_file(&cfg->tree) : cfg->path,
+                     config_error_line(&cfg->tree), config_error_text(&cfg->tree));
+        return -1;
+    }
+    config_setting_t *root = config_root_setting(&cfg->tree);
+    for (int i = 0; i < config_setting_length(root); i++) {
+        config_setting_t *s = config_setting_get_elem(root, (unsigned)i);
+        if (strcmp(config_setting_name(s), "plugins") == 0) {
+            if (config_setting_type(s) != CONFIG_TYPE_GROUP) {
+                snprintf(err, err_len, "%s:%d: key 'plugins': expected a group", cfg->path,
+                         config_setting_source_line(s));
+                return -1;
+            }
+            continue;
+        }
+        if (apply_setting(cfg, s, err, err_len) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int apply_env(hostd_config *cfg, char *err, size_t err_len)
+{
+    for (size_t i = 0; i < N_KEYS; i++) {
+        const key_spec *k = &key_specs[i];
+        char env[96];
+        config_env_name(k->key, env, sizeof env);
+        const char *value = getenv(env);
+        if (!value)
+            continue;
+        char where[128];
+        snprintf(where, sizeof where, "environment %s", env);
+        if (k->type == KEY_STRING) {
+            if (set_string(cfg, k, value) < 0)
+                return -1;
+            continue;
+        }
+        long v;
+        if (parse_int(value, &v) < 0) {
+            snprintf(err, err_len, "%s: key '%s': '%s' is not an integer", where, k->key, value);
+            return -1;
+        }
+        if (set_int(cfg, k, v, where, err, err_len) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Split "host:port" ("[v6]:port" too) and check the parts. */
+static int split_listen(hostd_config *cfg, char *err, size_t err_len)
+{
+    const char *s = cfg->listen;
+    const char *colon = strrchr(s, ':');
+    long port;
+    if (!colon || colon == s || parse_int(colon + 1, &port) < 0 || port < 0 || port > 65535) {
+        snprintf(err, err_len, "key 'listen': '%s' is not host:port", s);
+        return -1;
+    }
+    const char *host = s;
+    size_t host_len = (size_t)(colon - s);
+    if (host[0] == '[' && host_len > 2 && host[host_len - 1] == ']') {
+        host++;
+        host_len -= 2;
+    }
+    free(cfg->listen_host);
+    cfg->listen_host = strndup(host, host_len);
+    cfg->listen_port = (int)port;
+    return cfg->listen_host ? 0 : -1;
+}
+
+static int validate(hostd_config *cfg, char *err, size_t err_len)
+{
+    if (split_listen(cfg, err, err_len) < 0)
+        return -1;
+    if (log_level_parse(cfg->log_level) < 0) {
+        snprintf(err, err_len, "key 'log_level': '%s' is not one of debug, info, warn, error",
+                 cfg->log_level);
+        return -1;
+    }
+    if (cfg->plugin_dir[0] == '\0') {
+        snprintf(err, err_len, "key 'plugin_dir': must not be empty");
+        return -1;
+    }
+    if (cfg->control_socket[0] == '\0') {
+        snprintf(err, err_len, "key 'control_socket': must not be empty");
+        return -1;
+    }
+    return 0;
+}
+
+hostd_config *config_load(const char *path, char *err, size_t err_len)
+{
+    hostd_config *cfg = calloc(1, sizeof *cfg);
+    if (!cfg) {
+        snprintf(err, err_len, "out of memory");
+        return NULL;
+    }
+    config_init(&cfg->tree);
+    cfg->path = strdup(path ? path : "(defaults)");
+    if (!cfg->path || apply_defaults(cfg) < 0) {
+        snprintf(err, err_len, "out of memory");
+        config_free(cfg);
+        return NULL;
+    }
+    if ((path && apply_file(cfg, err, err_len) < 0) || apply_env(cfg, err, err_len) < 0 ||
+        validate(cfg, err, err_len) < 0) {
+        config_free(cfg);
+        return NULL;
+    }
+    return cfg;
+}
+
+void config_free(hostd_config *cfg)
+{
+    if (!cfg)
+        return;
+    for (size_t i = 0; i < N_KEYS; i++)
+        if (key_specs[i].type == KEY_STRING)
+            free(*str_slot(cfg, &key_specs[i]));
+    free(cfg->listen_host);
+    free(cfg->path);
+    config_destroy(&cfg->tree);
+    free(cfg);
+}
+
+const config_setting_t *config_plugin_group(const hostd_config *cfg, const char *plugin)
+{
+    config_setting_t *plugins = config_lookup((config_t *)&cfg->tree, "plugins");
+    if (!plugins)
+        return NULL;
+    return config_setting_get_member(plugins, plugin);
+}
+
+void config_restart_keys(const hostd_config *old_cfg, const hostd_config *new_cfg, char *out,
+                         size_t out_len)
+{
+    size_t n = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < N_KEYS; i++) {
+        const key_spec *k = &key_specs[i];
+        if (!k->restart)
+            continue;
+        int differs;
+        if (k->type == KEY_STRING)
+            differs = strcmp(*str_slot((hostd_config *)old_cfg, k),
+                             *str_slot((hostd_config *)new_cfg, k)) != 0;
+        else
+            differs = *int_slot((hostd_config *)old_cfg, k) != *int_slot((hostd_config *)new_cfg, k);
+        if (differs && n + strlen(k->key) + 2 < out_len)
+            n += (size_t)snprintf(out + n, out_len - n, "%s%s", n ? "," : "", k->key);
+    }
+}

@@ -1,0 +1,50 @@
+/* config.h — the daemon's settings: libconfig file + INGEST_* environment overrides. */
+#ifndef HOSTD_CONFIG_H
+#define HOSTD_CONFIG_H
+
+#include <libconfig.h>
+#include <stddef.h>
+
+typedef struct hostd_config {
+    char *path; /* the file it was read from */
+
+    char *listen;         /* host:port */
+    char *listen_host;    /* derived from listen */
+    int listen_port;      /* derived from listen */
+    char *plugin_dir;
+    char *control_socket;
+    char *runtime_dir;    /* private copies of loaded plugins */
+    int workers;
+    int work_queue;       /* worker queue capacity */
+    char *database_url;
+    int database_pool;
+    int database_retry_max_s;
+    char *crypto_key;
+    char *crypto_key_file;
+    char *operator_token;
+    char *log_level;
+    int shutdown_timeout_s;
+    int drain_timeout_s;
+    int max_body_bytes;
+
+    config_t tree; /* kept for the plugins.<name> groups */
+} hostd_config;
+
+/* Read `path` (NULL: built-in defaults only), apply environment overrides,
+ * validate. On failure returns NULL and writes a message naming the file, line
+ * and key into err. The result is freed with config_free(). */
+hostd_config *config_load(const char *path, char *err, size_t err_len);
+void config_free(hostd_config *cfg);
+
+/* The plugins.<name> group, or NULL when the file has none. Borrowed from cfg. */
+const config_setting_t *config_plugin_group(const hostd_config *cfg, const char *plugin);
+
+/* Names of host keys whose change needs a restart (listen, workers, ...):
+ * writes a comma-separated list of those that differ into out. */
+void config_restart_keys(const hostd_config *old_cfg, const hostd_config *new_cfg, char *out,
+                         size_t out_len);
+
+/* Environment variable for a key: INGEST_ + upper-case key. */
+void config_env_name(const char *key, char *out, size_t out_len);
+
+#endif

@@ -1,0 +1,383 @@
+/* hostctl.c — ingest-hostctl: the operator's command line for a running
+ * ingest-hostd, over its Unix control socket. */
+#include <errno.h>
+#include <getopt.h>
+#include <json-c/json.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config.h"
+
+#define EXIT_FAILED 1 /* the daemon answered: command failed or degraded */
+#define EXIT_USAGE 2  /* bad arguments, or the daemon is unreachable */
+#define EXIT_UNREACHABLE 2
+
+typedef struct options {
+    const char *socket_path;
+    const char *config_path;
+    int json;
+    int timeout_s;
+} options;
+
+typedef int (*print_fn)(json_object *result, const options *o);
+
+typedef struct command {
+    const char *name;
+    const char *help;
+    print_fn print;
+} command;
+
+static int print_list(json_object *result, const options *o);
+static int print_reload(json_object *result, const options *o);
+static int print_health(json_object *result, const options *o);
+static int print_ping(json_object *result, const options *o);
+
+static const command commands[] = {
+    {"list", "plugins: name, version, file, state, since, last error, counts", print_list},
+    {"reload", "re-read the config and rescan the plugins directory; says what changed",
+     print_reload},
+    {"health", "daemon, database and plugins (exit 0 healthy, 1 degraded, 2 unreachable)",
+     print_health},
+    {"ping", "check that the daemon answers", print_ping},
+};
+#define N_COMMANDS (sizeof commands / sizeof commands[0])
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: ingest-hostctl [-s SOCKET | -c CONFIG] [--json] [--timeout SECONDS] "
+                 "COMMAND\n\ncommands:\n");
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        fprintf(out, "  %-8s %s\n", commands[i].name, commands[i].help);
+    fprintf(out, "\noptions:\n"
+                 "  -s, --socket PATH   control socket (default: INGEST_CONTROL_SOCKET, then the\n"
+                 "                      config file's control_socket)\n"
+                 "  -c, --config FILE   read control_socket from this config file\n"
+                 "  -j, --json          print the daemon's JSON answer\n"
+                 "  -t, --timeout S     give up after S seconds (default 60)\n"
+                 "exit status: 0 ok, 1 failed or degraded, 2 usage error or daemon unreachable\n");
+}
+
+/* Socket path: -s, else INGEST_CONTROL_SOCKET / config file (config_load
+ * applies the environment), else the built-in default. */
+static char *resolve_socket(const options *o)
+{
+    if (o->socket_path)
+        return strdup(o->socket_path);
+    const char *path = o->config_path;
+    if (!path && access(INGEST_DEFAULT_CONFIG, R_OK) == 0)
+        path = INGEST_DEFAULT_CONFIG;
+    char err[1024];
+    hostd_config *cfg = config_load(path, err, sizeof err);
+    if (!cfg) {
+        fprintf(stderr, "ingest-hostctl: %s\n", err);
+        return NULL;
+    }
+    char *out = strdup(cfg->control_socket);
+    config_free(cfg);
+    return out;
+}
+
+static int connect_socket(const char *path)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof sa.sun_path) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+        int saved = errno;
+        close(fd);
+        errno = saved;
+        return -1;
+    }
+    return fd;
+}
+
+static int write_all(int fd, const char *buf, size_t len)
+{
+    while (len) {
+        ssize_t n = write(fd, buf, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -1;
+        buf += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* Read one line (the reply) within the timeout; malloc'd, NULL on failure. */
+static char *read_line(int fd, int timeout_s)
+{
+    size_t len = 0, cap = 4096;
+    char *buf = malloc(cap);
+    time_t deadline = time(NULL) + timeout_s;
+    while (buf) {
+        int left = (int)(deadline - time(NULL));
+        struct pollfd p = {fd, POLLIN, 0};
+        if (left <= 0 || poll(&p, 1, left * 1000) <= 0) {
+            errno = ETIMEDOUT;
+            break;
+        }
+        if (len + 1 >= cap) {
+            char *grown = realloc(buf, cap * 2);
+            if (!grown)
+                break;
+            buf = grown;
+            cap *= 2;
+        }
+        ssize_t n = read(fd, buf + len, cap - len - 1);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            errno = n == 0 ? ECONNRESET : errno;
+            break;
+        }
+        len += (size_t)n;
+        char *nl = memchr(buf, '\n', len);
+        if (nl) {
+            *nl = '\0';
+            return buf;
+        }
+    }
+    free(buf);
+    return NULL;
+}
+
+static json_object *request(const char *path, const char *cmd, int timeout_s)
+{
+    int fd = connect_socket(path);
+    if (fd < 0) {
+        fprintf(stderr, "ingest-hostctl: daemon unreachable at %s: %s\n", path, strerror(errno));
+        return NULL;
+    }
+    json_object *req = json_object_new_object();
+    json_object_object_add(req, "cmd", json_object_new_string(cmd));
+    char *line = NULL;
+    if (asprintf(&line, "%s\n", json_object_to_json_string_ext(req, JSON_C_TO_STRING_PLAIN)) < 0)
+        line = NULL;
+    json_object_put(req);
+    char *reply = line && write_all(fd, line, strlen(line)) == 0 ? read_line(fd, timeout_s) : NULL;
+    int saved = errno;
+    free(line);
+    close(fd);
+    if (!reply) {
+        fprintf(stderr, "ingest-hostctl: no answer from %s: %s\n", path, strerror(saved));
+        return NULL;
+    }
+    json_object *obj = json_tokener_parse(reply);
+    free(reply);
+    if (!obj || !json_object_is_type(obj, json_type_object))
+        fprintf(stderr, "ingest-hostctl: the daemon sent an unreadable answer\n");
+    return obj;
+}
+
+static const char *str(json_object *o, const char *key)
+{
+    json_object *v = NULL;
+    if (!json_object_object_get_ex(o, key, &v) || !v)
+        return NULL;
+    return json_object_get_string(v);
+}
+
+static long long num(json_object *o, const char *key)
+{
+    json_object *v = NULL;
+    return json_object_object_get_ex(o, key, &v) ? json_object_get_int64(v) : 0;
+}
+
+static void print_json(json_object *o)
+{
+    printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
+                                                         JSON_C_TO_STRING_NOSLASHESCAPE));
+}
+
+static int print_list(json_object *result, const options *o)
+{
+    if (o->json) {
+        print_json(result);
+        return 0;
+    }
+    size_t n = json_object_array_length(result);
+    printf("%-16s %-10s %-9s %-20s %8s %8s  %s\n", "NAME", "VERSION", "STATE", "SINCE", "TICKS",
+           "SIGNALS", "FILE");
+    for (size_t i = 0; i < n; i++) {
+        json_object *p = json_object_array_get_idx(result, i);
+        json_object *counts = json_object_object_get(p, "counts");
+        char since[21];
+        /* Seconds are enough on a terminal: 2026-01-02T03:04:05Z */
+        snprintf(since, sizeof since, "%.19sZ", str(p, "since") ? str(p, "since") : "-");
+        printf("%-16s %-10s %-9s %-20s %8lld %8lld  %s\n", str(p, "name"),
+               str(p, "version") ? str(p, "version") : "-", str(p, "state"), since,
+               num(counts, "ticks"), num(counts, "signals_stored"), str(p, "file"));
+        if (str(p, "error"))
+            printf("    error: %s\n", str(p, "error"));
+    }
+    if (n == 0)
+        printf("(no plugins)\n");
+    return 0;
+}
+
+static void print_names(json_object *report, const char *key, const char *label)
+{
+    json_object *arr = json_object_object_get(report, key);
+    for (size_t i = 0; arr && i < json_object_array_length(arr); i++) {
+        json_object *e = json_object_array_get_idx(arr, i);
+        if (json_object_is_type(e, json_type_string)) {
+            printf("%-10s %s\n", label, json_object_get_string(e));
+        } else if (str(e, "from")) {
+            printf("%-10s %s %s -> %s\n", label, str(e, "name"), str(e, "from"), str(e, "to"));
+        } else if (str(e, "error")) {
+            printf("%-10s %s: %s%s%s\n", label, str(e, "name"), str(e, "error"),
+                   str(e, "kept_version") ? " (still serving version " : "",
+                   str(e, "kept_version") ? str(e, "kept_version") : "");
+            if (str(e, "kept_version"))
+                printf(")\n");
+        } else {
+            printf("%-10s %s %s\n", label, str(e, "name"),
+                   str(e, "version") ? str(e, "version") : "");
+        }
+    }
+}
+
+static int print_reload(json_object *result, const options *o)
+{
+    json_object *failed = json_object_object_get(result, "failed");
+    int ok = json_object_get_boolean(json_object_object_get(result, "ok"));
+    int bad = !ok || (failed && json_object_array_length(failed) > 0);
+    if (o->json) {
+        print_json(result);
+        return bad ? EXIT_FAILED : 0;
+    }
+    if (!ok) {
+        printf("reload refused, running configuration kept: %s\n", str(result, "error"));
+        return EXIT_FAILED;
+    }
+    print_names(result, "added", "added");
+    print_names(result, "replaced", "replaced");
+    print_names(result, "removed", "removed");
+    print_names(result, "failed", "failed");
+    print_names(result, "unchanged", "unchanged");
+    const char *restart = str(result, "restart_required");
+    if (restart && *restart)
+        printf("restart required for: %s\n", restart);
+    return bad ? EXIT_FAILED : 0;
+}
+
+static int print_health(json_object *result, const options *o)
+{
+    int healthy = str(result, "status") && strcmp(str(result, "status"), "healthy") == 0;
+    if (o->json) {
+        print_json(result);
+        return healthy ? 0 : EXIT_FAILED;
+    }
+    json_object *db = json_object_object_get(result, "database");
+    json_object *daemon = json_object_object_get(result, "daemon");
+    printf("status:   %s\n", str(result, "status"));
+    printf("daemon:   %s (pid %lld, up %llds, version %s)\n", str(daemon, "status"),
+           num(daemon, "pid"), num(daemon, "uptime_s"), str(daemon, "version"));
+    printf("database: %s%s%s\n", str(db, "status"), str(db, "error") ? " — " : "",
+           str(db, "error") ? str(db, "error") : "");
+    json_object *plugins = json_object_object_get(result, "plugins");
+    for (size_t i = 0; plugins && i < json_object_array_length(plugins); i++) {
+        json_object *p = json_object_array_get_idx(plugins, i);
+        printf("plugin %-12s %-9s %s%s%s\n", str(p, "name"), str(p, "status"),
+               str(p, "version") ? str(p, "version") : "", str(p, "detail") ? " — " : "",
+               str(p, "detail") ? str(p, "detail") : "");
+    }
+    return healthy ? 0 : EXIT_FAILED;
+}
+
+static int print_ping(json_object *result, const options *o)
+{
+    if (o->json)
+        print_json(result);
+    else
+        printf("ingest-hostd %s answering (pid %lld)\n", str(result, "version"),
+               num(result, "pid"));
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {{"socket", required_argument, NULL, 's'},
+                                         {"config", required_argument, NULL, 'c'},
+                                         {"json", no_argument, NULL, 'j'},
+                                         {"timeout", required_argument, NULL, 't'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    options o = {.timeout_s = 60};
+    int opt;
+    while ((opt = getopt_long(argc, argv, "s:c:jt:h", opts, NULL)) != -1) {
+        switch (opt) {
+        case 's':
+            o.socket_path = optarg;
+            break;
+        case 'c':
+            o.config_path = optarg;
+            break;
+        case 'j':
+            o.json = 1;
+            break;
+        case 't':
+            o.timeout_s = atoi(optarg);
+            if (o.timeout_s <= 0) {
+                fprintf(stderr, "ingest-hostctl: --timeout needs a positive number\n");
+                return EXIT_USAGE;
+            }
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return EXIT_USAGE;
+        }
+    }
+    if (argc - optind != 1) {
+        if (argc - optind > 1)
+            fprintf(stderr, "ingest-hostctl: unexpected argument '%s'\n", argv[optind + 1]);
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    const command *cmd = NULL;
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        if (strcmp(commands[i].name, argv[optind]) == 0)
+            cmd = &commands[i];
+    if (!cmd) {
+        fprintf(stderr, "ingest-hostctl: unknown command '%s'\n", argv[optind]);
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    char *path = resolve_socket(&o);
+    if (!path)
+        return EXIT_USAGE;
+    json_object *reply = request(path, cmd->name, o.timeout_s);
+    free(path);
+    if (!reply)
+        return EXIT_UNREACHABLE;
+    int rc;
+    json_object *ok = json_object_object_get(reply, "ok");
+    if (!ok || !json_object_get_boolean(ok)) {
+        const char *err = str(reply, "error");
+        if (o.json)
+            print_json(reply);
+        fprintf(stderr, "ingest-hostctl: %s failed: %s\n", cmd->name, err ? err : "unknown error");
+        rc = EXIT_FAILED;
+    } else {
+        rc = cmd->print(json_object_object_get(reply, "result"), &o);
+    }
+    json_object_put(reply);
+    return rc;
+}

@@ -1,0 +1,51 @@
+/* hostd.h — the daemon's shared state, reachable from every module. */
+#ifndef HOSTD_HOSTD_H
+#define HOSTD_HOSTD_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "ingest/plugin.h"
+#include "loop.h"
+#include "metrics.h"
+#include "store.h"
+#include "workers.h"
+
+#define HOSTD_VERSION "0.1.0"
+
+struct event_base;
+struct event;
+typedef struct registry registry;
+typedef struct httpd httpd;
+typedef struct control_server control_server;
+typedef struct reload_state reload_state;
+
+typedef struct hostd {
+    struct event_base *base;
+    loop_mailbox *mailbox;
+    worker_pool *workers;
+    store *store;
+    metrics_registry *metrics;
+    registry *plugins;
+    hostd_config *cfg;      /* replaced on a successful reload; loop thread only */
+    char *config_path;      /* -c FILE, NULL for defaults */
+    char *runtime_dir;      /* private copies of loaded .so files */
+    httpd *http;
+    control_server *control;
+    reload_state *reload;
+    struct event *drain_timer;
+    struct event *shutdown_timer;
+    int64_t shutdown_deadline_ms;
+    atomic_int shutting_down;
+    atomic_int plugins_loaded; /* the first scan has finished */
+    int64_t started_us;
+    const ingest_host_api *api;
+
+    ingest_metric *m_reloads_ok, *m_reloads_failed;
+} hostd;
+
+/* Begin a graceful shutdown (idempotent). Loop thread. */
+void hostd_begin_shutdown(hostd *h, const char *why);
+
+#endif

@@ -1,0 +1,68 @@
+/* instance.h — one loaded generation of one plugin .so (or a failed attempt). */
+#ifndef HOSTD_INSTANCE_H
+#define HOSTD_INSTANCE_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "hostd.h"
+#include "ingest/plugin.h"
+#include "plugin_config.h"
+
+typedef enum {
+    INSTANCE_LOADED,   /* serving: new work goes here */
+    INSTANCE_FAILED,   /* refused: only the error is known */
+    INSTANCE_DRAINING, /* replaced or removed: finishing in-flight work */
+} instance_status;
+
+typedef struct schedule schedule;
+
+/* The host's side of ingest_ctx. Fields marked (reg) are read and written
+ * under the registry lock; counters are atomics; the rest is fixed after load. */
+struct ingest_ctx {
+    hostd *host;
+    char *name;
+    char *file;      /* path in the plugins directory */
+    char *copy_path; /* private copy that was dlopen()ed */
+    char *version;
+    char *description;
+    char sha256[65];
+    void *dl;
+    ingest_plugin desc; /* host-sized copy; strings point into the .so */
+    plugin_conf *conf;
+    void *state;
+    int initialized; /* init() succeeded: shutdown() is owed */
+    int in_init;
+    char init_error[512];
+
+    instance_status status; /* (reg) */
+    int64_t since_us;       /* (reg) */
+    char *error;            /* (reg) last error, or NULL */
+    int64_t drain_started_ms;
+
+    atomic_int inflight;
+    atomic_ullong ticks, tick_failures, ticks_skipped, signals_emitted, signals_stored;
+
+    schedule *schedules;
+    ingest_metric *m_ticks, *m_tick_failures, *m_signals;
+    struct ingest_ctx *next; /* (reg) */
+};
+typedef struct ingest_ctx instance;
+
+/* A placeholder recording why `file` could not be loaded. */
+instance *instance_new_failed(hostd *h, const char *name, const char *file, const char *version,
+                              const char *error);
+/* Take / drop a reference that keeps the instance from being unloaded. */
+void instance_acquire(instance *inst);
+void instance_release(instance *inst);
+
+/* Replace the (reg) error text; NULL clears it. Takes the registry lock. */
+void instance_set_error(instance *inst, const char *fmt, ...) INGEST_PRINTF(2, 3);
+
+/* Call shutdown() if owed, drop metrics and schedules, dlclose, remove the
+ * private copy, free. The instance must be out of the registry and idle. */
+void instance_destroy(instance *inst);
+
+const char *instance_status_name(instance_status s);
+
+#endif

@@ -1,0 +1,33 @@
+/* plugin_config.h — validate a plugins.<name> group against the plugin's
+ * declared schema and fill the plugin's conf struct by offset. */
+#ifndef HOSTD_PLUGIN_CONFIG_H
+#define HOSTD_PLUGIN_CONFIG_H
+
+#include <libconfig.h>
+#include <stddef.h>
+
+#include "ingest/plugin.h"
+
+typedef struct plugin_conf {
+    void *data;        /* conf_size bytes handed to init(); owns nothing itself */
+    char **owned;      /* strings and list arrays the data points into */
+    size_t n_owned;
+    char **secrets;    /* values of SECRET keys (also in owned), for redaction */
+    size_t n_secrets;
+    char *fingerprint; /* canonical text of every value (secrets hashed): equal = unchanged */
+} plugin_conf;
+
+/* Build the conf for `plugin` (the plugin's name, for env overrides
+ * INGEST_PLUGINS_<NAME>_<KEY> and messages) from `group` (may be NULL),
+ * read from `file`. `fields`/`n_fields`/`field_size` is the plugin's schema
+ * as declared; conf_size the size of its struct. On failure returns -1 and
+ * writes a message that names file, line and key into err. */
+int plugin_conf_build(const char *plugin, const ingest_config_field *fields, size_t n_fields,
+                      size_t field_size, size_t conf_size, const config_setting_t *group,
+                      const char *file, plugin_conf **out, char *err, size_t err_len);
+void plugin_conf_free(plugin_conf *conf);
+
+/* Register / unregister the conf's secret values with the log redactor. */
+void plugin_conf_redact(const plugin_conf *conf, int add);
+
+#endif

@@ -1,0 +1,33 @@
+/* run.h — the context of one unit of plugin work: buffered signals and the
+ * cursor commits that make them durable. */
+#ifndef HOSTD_RUN_H
+#define HOSTD_RUN_H
+
+#include "ingest/plugin.h"
+
+typedef struct ingest_ctx instance;
+
+/* tenant/connection/job/delivery may be NULL; strings are copied. */
+ingest_run *run_new(instance *inst, const char *tenant_id, const char *connection_id,
+                    const char *job_id, const char *delivery_id);
+/* The callback returned `status`: commit what is queued if it is INGEST_OK,
+ * discard it otherwise. Returns the final status (a failed commit turns OK
+ * into EIO). */
+int run_finish(ingest_run *run, int status);
+void run_free(ingest_run *run);
+
+/* Last error text recorded on the run (validation or store), or NULL. */
+const char *run_error(const ingest_run *run);
+
+/* The API table's signal and cursor entry points. */
+int run_emit(ingest_run *run, const ingest_signal *signal);
+int run_cursor_get(ingest_run *run, const char *stream, char **value);
+int run_cursor_set(ingest_run *run, const char *stream, const char *value);
+int run_flush(ingest_run *run);
+
+instance *run_instance(ingest_run *run);
+const char *run_tenant(const ingest_run *run);
+const char *run_job(const ingest_run *run);
+const char *run_delivery(const ingest_run *run);
+
+#endif

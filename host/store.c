@@ -1,0 +1,500 @@
+/* store.c — N writer threads share one request queue. A writer takes every
+ * queued commit at once and runs them in a single transaction (group commit);
+ * each caller is woken when that transaction ends. */
+#include "store.h"
+
+#include <libpq-fe.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "ingest/plugin.h"
+#include "log.h"
+#include "migrations.h"
+
+#define MAX_BATCH 128
+
+typedef enum { REQ_COMMIT, REQ_CURSOR_GET } req_kind;
+
+typedef struct store_req {
+    req_kind kind;
+    const char *rows_json; /* borrowed from the caller, who is blocked */
+    const store_cursor *cursor;
+    int status;
+    int inserted;
+    char *value;
+    int done;
+    struct store_req *next;
+} store_req;
+
+typedef struct writer {
+    store *st;
+    pthread_t thread;
+    PGconn *conn;
+    int started;
+} writer;
+
+struct store {
+    char *url;
+    int retry_max_s;
+    pthread_mutex_t lock;
+    pthread_cond_t work;  /* requests queued or stopping */
+    pthread_cond_t done;  /* some request finished */
+    store_req *head, *tail;
+    int stopping;
+    atomic_int connected; /* writers connected and migrated */
+    char last_error[512];
+    writer *writers;
+    int n_writers;
+};
+
+static const char insert_signals_sql[] =
+    "INSERT INTO signals (tenant_id, connection_id, source, kind, occurred_at, dedupe_key,"
+    " payload, raw, provenance)"
+    " SELECT tenant_id, connection_id, source, kind, occurred_at, dedupe_key, payload, raw,"
+    " provenance FROM json_to_recordset($1::json) AS r(tenant_id uuid, connection_id uuid,"
+    " source text, kind text, occurred_at timestamptz, dedupe_key text, payload jsonb,"
+    " raw jsonb, provenance jsonb)"
+    " ON CONFLICT (tenant_id, source, dedupe_key) DO NOTHING";
+
+static const char upsert_cursor_sql[] =
+    "INSERT INTO cursors (provider, connection_id, stream, value) VALUES ($1, $2, $3, $4)"
+    " ON CONFLICT (provider, connection_id, stream)"
+    " DO UPDATE SET value = EXCLUDED.value, updated_at = now()";
+
+static const char select_cursor_sql[] =
+    "SELECT value FROM cursors WHERE provider = $1"
+    " AND connection_id IS NOT DISTINCT FROM $2::uuid AND stream = $3";
+
+static void set_error(store *st, const char *msg)
+{
+    pthread_mutex_lock(&st->lock);
+    snprintf(st->last_error, sizeof st->last_error, "%s", msg);
+    /* libpq messages end with a newline; keep log lines tidy. */
+    size_t n = strlen(st->last_error);
+    while (n && (st->last_error[n - 1] == '\n' || st->last_error[n - 1] == ' '))
+        st->last_error[--n] = '\0';
+    pthread_mutex_unlock(&st->lock);
+}
+
+/* Server notices ("relation already exists, skipping") become debug log lines
+ * instead of raw text on stderr. */
+static void on_notice(void *arg, const char *message)
+{
+    (void)arg;
+    size_t n = strlen(message);
+    while (n && message[n - 1] == '\n')
+        n--;
+    log_debug("store: server notice: %.*s", (int)n, message);
+}
+
+static PGconn *connect_once(store *st, char *err, size_t err_len)
+{
+    /* connect_timeout comes before dbname so a value in the URL wins. */
+    const char *keys[] = {"connect_timeout", "application_name", "keepalives_idle",
+                          "dbname", NULL};
+    const char *vals[] = {"5", "ingest-hostd", "30", st->url, NULL};
+    PGconn *conn = PQconnectdbParams(keys, vals, 1);
+    if (PQstatus(conn) != CONNECTION_OK) {
+        snprintf(err, err_len, "%s", PQerrorMessage(conn));
+        PQfinish(conn);
+        return NULL;
+    }
+    PQsetNoticeProcessor(conn, on_notice, NULL);
+    int applied = 0;
+    if (migrations_apply(conn, &applied, err, err_len) < 0) {
+        PQfinish(conn);
+        return NULL;
+    }
+    if (applied > 0)
+        log_info("store: applied %d migration(s), schema now at version %d", applied,
+                 migrations_latest());
+    return conn;
+}
+
+/* Sleep until the deadline or until the store stops; returns 1 if stopping. */
+static int wait_or_stop(store *st, double seconds)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += (time_t)seconds;
+    until.tv_nsec += (long)((seconds - (double)(time_t)seconds) * 1e9);
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&st->lock);
+    while (!st->stopping && pthread_cond_timedwait(&st->work, &st->lock, &until) == 0)
+        ;
+    int stopping = st->stopping;
+    pthread_mutex_unlock(&st->lock);
+    return stopping;
+}
+
+/* With no writer connected, queued requests would wait for a reconnect that
+ * may take long: fail them now so callers see EIO at once. */
+static void fail_queued_if_disconnected(store *st)
+{
+    pthread_mutex_lock(&st->lock);
+    if (atomic_load(&st->connected) == 0) {
+        for (store_req *r = st->head; r; r = r->next) {
+            r->status = INGEST_EIO;
+            r->done = 1;
+        }
+        st->head = st->tail = NULL;
+        pthread_cond_broadcast(&st->done);
+    }
+    pthread_mutex_unlock(&st->lock);
+}
+
+static void writer_connect(writer *w)
+{
+    store *st = w->st;
+    double delay = 0.1;
+    int logged = 0;
+    while (!w->conn) {
+        pthread_mutex_lock(&st->lock);
+        int stopping = st->stopping;
+        pthread_mutex_unlock(&st->lock);
+        if (stopping)
+            return;
+        char err[512];
+        w->conn = connect_once(st, err, sizeof err);
+        if (w->conn) {
+            atomic_fetch_add(&st->connected, 1);
+            set_error(st, "");
+            log_info("store: connected to PostgreSQL");
+            return;
+        }
+        set_error(st, err);
+        fail_queued_if_disconnected(st);
+        if (!logged++)
+            log_warn("store: cannot connect to PostgreSQL, retrying with backoff: %s",
+                     st->last_error);
+        if (wait_or_stop(st, delay))
+            return;
+        delay = delay * 2 > st->retry_max_s ? st->retry_max_s : delay * 2;
+    }
+}
+
+static void writer_disconnect(writer *w, const char *why)
+{
+    if (!w->conn)
+        return;
+    set_error(w->st, why);
+    log_warn("store: lost the PostgreSQL connection: %s", w->st->last_error);
+    PQfinish(w->conn);
+    w->conn = NULL;
+    atomic_fetch_sub(&w->st->connected, 1);
+}
+
+/* Map a failed result to a status: bad data is EINVAL, the rest EIO. */
+static int result_status(PGresult *res)
+{
+    const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    if (state && (strncmp(state, "22", 2) == 0 || strncmp(state, "23", 2) == 0))
+        return INGEST_EINVAL;
+    return INGEST_EIO;
+}
+
+static int exec_simple(PGconn *conn, const char *sql)
+{
+    PGresult *res = PQexec(conn, sql);
+    int ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+    PQclear(res);
+    return ok ? 0 : -1;
+}
+
+static int run_commit(PGconn *conn, store_req *r, char *err, size_t err_len)
+{
+    if (r->rows_json) {
+        const char *p[] = {r->rows_json};
+        PGresult *res = PQexecParams(conn, insert_signals_sql, 1, NULL, p, NULL, NULL, 0);
+        if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+            snprintf(err, err_len, "%s", PQresultErrorMessage(res));
+            int status = result_status(res);
+            PQclear(res);
+            return status;
+        }
+        r->inserted = atoi(PQcmdTuples(res));
+        PQclear(res);
+    }
+    if (r->cursor) {
+        const store_cursor *c = r->cursor;
+        const char *p[] = {c->provider, c->connection_id, c->stream, c->value};
+        PGresult *res = PQexecParams(conn, upsert_cursor_sql, 4, NULL, p, NULL, NULL, 0);
+        if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+            snprintf(err, err_len, "%s", PQresultErrorMessage(res));
+            int status = result_status(res);
+            PQclear(res);
+            return status;
+        }
+        PQclear(res);
+    }
+    return INGEST_OK;
+}
+
+/* One transaction for the whole batch. Returns 0 if it committed. */
+static int commit_batch(writer *w, store_req **batch, int n, char *err, size_t err_len)
+{
+    if (exec_simple(w->conn, "BEGIN") < 0) {
+        snprintf(err, err_len, "%s", PQerrorMessage(w->conn));
+        return -1;
+    }
+    for (int i = 0; i < n; i++) {
+        batch[i]->inserted = 0;
+        batch[i]->status = run_commit(w->conn, batch[i], err, err_len);
+        if (batch[i]->status != INGEST_OK) {
+            exec_simple(w->conn, "ROLLBACK");
+            return -1;
+        }
+    }
+    if (exec_simple(w->conn, "COMMIT") < 0) {
+        snprintf(err, err_len, "%s", PQerrorMessage(w->conn));
+        for (int i = 0; i < n; i++)
+            batch[i]->status = INGEST_EIO;
+        return -1;
+    }
+    return 0;
+}
+
+static void process_commits(writer *w, store_req **batch, int n)
+{
+    char err[1024] = "";
+    if (commit_batch(w, batch, n, err, sizeof err) == 0)
+        return;
+    if (PQstatus(w->conn) != CONNECTION_OK) {
+        for (int i = 0; i < n; i++)
+            batch[i]->status = INGEST_EIO;
+        writer_disconnect(w, err);
+        return;
+    }
+    /* One bad page must not fail its neighbours: retry each on its own. */
+    for (int i = 0; n > 1 && i < n; i++) {
+        if (commit_batch(w, &batch[i], 1, err, sizeof err) < 0)
+            log_warn("store: commit failed: %s", err);
+    }
+    if (n == 1)
+        log_warn("store: commit failed: %s", err);
+}
+
+static void process_cursor_get(writer *w, store_req *r)
+{
+    const store_cursor *c = r->cursor;
+    const char *p[] = {c->provider, c->connection_id, c->stream};
+    PGresult *res = PQexecParams(w->conn, select_cursor_sql, 3, NULL, p, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        r->status = result_status(res);
+        char err[512];
+        snprintf(err, sizeof err, "%s", PQresultErrorMessage(res));
+        PQclear(res);
+        if (PQstatus(w->conn) != CONNECTION_OK)
+            writer_disconnect(w, err);
+        return;
+    }
+    r->status = INGEST_OK;
+    r->value = PQntuples(res) > 0 ? strdup(PQgetvalue(res, 0, 0)) : NULL;
+    PQclear(res);
+}
+
+/* Take either one read or up to MAX_BATCH commits from the queue. */
+static int take_batch(store *st, store_req **batch)
+{
+    int n = 0;
+    if (st->head && st->head->kind != REQ_COMMIT) {
+        batch[n++] = st->head;
+        st->head = st->head->next;
+    } else {
+        store_req **link = &st->head;
+        while (*link && n < MAX_BATCH) {
+            if ((*link)->kind == REQ_COMMIT) {
+                batch[n++] = *link;
+                *link = (*link)->next;
+            } else {
+                link = &(*link)->next;
+            }
+        }
+    }
+    st->tail = NULL;
+    for (store_req *r = st->head; r; r = r->next)
+        st->tail = r;
+    return n;
+}
+
+static void finish(store *st, store_req **batch, int n)
+{
+    pthread_mutex_lock(&st->lock);
+    for (int i = 0; i < n; i++)
+        batch[i]->done = 1;
+    pthread_cond_broadcast(&st->done);
+    pthread_mutex_unlock(&st->lock);
+}
+
+/* Health probe while idle so readiness notices a dead server. */
+static void probe(writer *w)
+{
+    PGresult *res = PQexec(w->conn, "SELECT 1");
+    int ok = PQresultStatus(res) == PGRES_TUPLES_OK;
+    char err[512];
+    snprintf(err, sizeof err, "%s", ok ? "" : PQerrorMessage(w->conn));
+    PQclear(res);
+    if (!ok)
+        writer_disconnect(w, err);
+}
+
+static void *writer_main(void *arg)
+{
+    writer *w = arg;
+    store *st = w->st;
+    store_req *batch[MAX_BATCH];
+    for (;;) {
+        writer_connect(w);
+        pthread_mutex_lock(&st->lock);
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += 2;
+        int timed_out = 0;
+        while (!st->head && !st->stopping && !timed_out)
+            timed_out = pthread_cond_timedwait(&st->work, &st->lock, &until) != 0;
+        if (st->stopping && (!st->head || !w->conn)) {
+            pthread_mutex_unlock(&st->lock);
+            break;
+        }
+        int n = st->head && w->conn ? take_batch(st, batch) : 0;
+        pthread_mutex_unlock(&st->lock);
+        if (n == 0) {
+            if (w->conn && timed_out)
+                probe(w);
+            continue;
+        }
+        if (batch[0]->kind == REQ_COMMIT)
+            process_commits(w, batch, n);
+        else
+            process_cursor_get(w, batch[0]);
+        finish(st, batch, n);
+    }
+    if (w->conn) {
+        PQfinish(w->conn);
+        w->conn = NULL;
+        atomic_fetch_sub(&st->connected, 1);
+    }
+    fail_queued_if_disconnected(st);
+    return NULL;
+}
+
+store *store_new(const char *url, int connections, int retry_max_s)
+{
+    store *st = calloc(1, sizeof *st);
+    if (!st)
+        return NULL;
+    st->url = strdup(url);
+    st->retry_max_s = retry_max_s;
+    st->writers = calloc((size_t)connections, sizeof *st->writers);
+    if (!st->url || !st->writers) {
+        free(st->url);
+        free(st->writers);
+        free(st);
+        return NULL;
+    }
+    pthread_mutex_init(&st->lock, NULL);
+    pthread_cond_init(&st->work, NULL);
+    pthread_cond_init(&st->done, NULL);
+    snprintf(st->last_error, sizeof st->last_error, "not connected yet");
+    for (int i = 0; i < connections; i++) {
+        st->writers[i].st = st;
+        if (pthread_create(&st->writers[i].thread, NULL, writer_main, &st->writers[i]) == 0) {
+            st->writers[i].started = 1;
+            st->n_writers++;
+        }
+    }
+    return st;
+}
+
+int store_ready(store *st) { return atomic_load(&st->connected) > 0; }
+
+void store_last_error(store *st, char *out, size_t len)
+{
+    pthread_mutex_lock(&st->lock);
+    snprintf(out, len, "%s", st->last_error);
+    pthread_mutex_unlock(&st->lock);
+}
+
+/* Queue a request and wait for a writer to finish it. */
+static int submit_and_wait(store *st, store_req *r)
+{
+    if (!store_ready(st))
+        return INGEST_EIO;
+    pthread_mutex_lock(&st->lock);
+    if (st->stopping) {
+        pthread_mutex_unlock(&st->lock);
+        return INGEST_ECANCELED;
+    }
+    if (st->tail)
+        st->tail->next = r;
+    else
+        st->head = r;
+    st->tail = r;
+    pthread_cond_signal(&st->work);
+    while (!r->done)
+        pthread_cond_wait(&st->done, &st->lock);
+    pthread_mutex_unlock(&st->lock);
+    return r->status;
+}
+
+int store_commit(store *st, json_object *rows, const store_cursor *cursor, int *inserted)
+{
+    store_req r = {.kind = REQ_COMMIT, .cursor = cursor, .status = INGEST_EIO};
+    if (rows && json_object_array_length(rows) > 0)
+        r.rows_json = json_object_to_json_string_ext(rows, JSON_C_TO_STRING_PLAIN);
+    if (!r.rows_json && !cursor) {
+        if (inserted)
+            *inserted = 0;
+        return INGEST_OK;
+    }
+    int status = submit_and_wait(st, &r);
+    if (inserted)
+        *inserted = status == INGEST_OK ? r.inserted : 0;
+    return status;
+}
+
+int store_cursor_get(store *st, const char *provider, const char *connection_id,
+                     const char *stream, char **value)
+{
+    store_cursor c = {provider, connection_id, stream, NULL};
+    store_req r = {.kind = REQ_CURSOR_GET, .cursor = &c, .status = INGEST_EIO};
+    int status = submit_and_wait(st, &r);
+    *value = status == INGEST_OK ? r.value : NULL;
+    if (status != INGEST_OK)
+        free(r.value);
+    return status;
+}
+
+void store_stop(store *st)
+{
+    pthread_mutex_lock(&st->lock);
+    st->stopping = 1;
+    pthread_cond_broadcast(&st->work);
+    pthread_mutex_unlock(&st->lock);
+    for (int i = 0; i < st->n_writers; i++) {
+        if (st->writers[i].started) {
+            pthread_join(st->writers[i].thread, NULL);
+            st->writers[i].started = 0;
+        }
+    }
+}
+
+void store_free(store *st)
+{
+    if (!st)
+        return;
+    store_stop(st);
+    pthread_cond_destroy(&st->work);
+    pthread_cond_destroy(&st->done);
+    pthread_mutex_destroy(&st->lock);
+    free(st->writers);
+    free(st->url);
+    free(st);
+}

@@ -1,0 +1,43 @@
+/* store.h — PostgreSQL writer threads: connection pool with reconnect and
+ * backoff, migrations at connect, group-committed signal pages and cursors.
+ * Every call here may block: call from workers, never from the event loop. */
+#ifndef HOSTD_STORE_H
+#define HOSTD_STORE_H
+
+#include <json-c/json.h>
+#include <stddef.h>
+
+typedef struct store store;
+
+typedef struct store_cursor {
+    const char *provider;
+    const char *connection_id; /* NULL for connection-less cursors */
+    const char *stream;
+    const char *value;
+} store_cursor;
+
+/* url: libpq conninfo or URI; connections: writer threads; retry_max_s: the
+ * reconnect backoff cap. Threads start immediately and keep reconnecting. */
+store *store_new(const char *url, int connections, int retry_max_s);
+
+/* Connected and migrated (at least one writer). Lock-free. */
+int store_ready(store *st);
+/* Copy the most recent connection error ("" when healthy) into out. */
+void store_last_error(store *st, char *out, size_t len);
+
+/* Insert `rows` (a json array of signal rows, may be NULL) and upsert
+ * `cursor` (may be NULL) in one transaction shared with other callers'
+ * pages. Blocks until committed or failed. *inserted (may be NULL) receives
+ * the number of new rows (duplicates by dedupe key are not counted). The
+ * caller keeps ownership of rows. Returns an ingest_status. */
+int store_commit(store *st, json_object *rows, const store_cursor *cursor, int *inserted);
+
+/* Read a committed cursor; *value is malloc'd or NULL if none. */
+int store_cursor_get(store *st, const char *provider, const char *connection_id,
+                     const char *stream, char **value);
+
+/* Finish queued requests, close connections, join threads. */
+void store_stop(store *st);
+void store_free(store *st);
+
+#endif

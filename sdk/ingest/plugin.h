@@ -1,0 +1,417 @@
+/*
+ * ingest/plugin.h — the one header a connector plugin includes.
+ *
+ * A plugin is a shared object named ingest_<name>.so that exports exactly one
+ * symbol, ingest_plugin_v1 (INGEST_ENTRY_SYMBOL), a function returning a
+ * pointer to a static, read-only descriptor (struct ingest_plugin). The host
+ * checks the descriptor's ABI header, copies it by its declared size into a
+ * zeroed struct of its own, validates the plugin's config section against the
+ * declared schema and then calls init() with a const table of host functions
+ * (struct ingest_host_api).
+ *
+ * Compatibility rules
+ *  - Every struct that crosses the boundary starts with an ingest_abi_header
+ *    (or, for array elements, is described by an element size in its parent).
+ *    The host reads min(declared size, its own size) and zero-fills the rest,
+ *    so a plugin built against an older minor keeps working.
+ *  - The API table only grows at its end. A plugin built against a newer
+ *    minor tests a member before use with INGEST_API_HAS(api, member).
+ *  - A different ABI major changes the entry symbol's name (ingest_plugin_v2),
+ *    so an incompatible plugin is refused cleanly, never called.
+ *
+ * Threads
+ *  - init() and shutdown() run on a worker thread, one plugin at a time.
+ *  - tick, sync, webhook and health callbacks run on the host's worker pool and
+ *    may run concurrently with each other; state shared between them must be
+ *    protected by the plugin. The host never runs two ticks of one schedule at
+ *    once.
+ *  - Callbacks may block, but only inside host API calls (HTTP, store), so the
+ *    host can meter, time out and cancel them.
+ *  - A plugin creates no threads, installs no signal handlers or atexit hooks
+ *    and keeps no mutable file-scope state: everything lives in the state
+ *    pointer returned by init(), so a reload starts from a clean slate.
+ *
+ * Memory rules (repeated at each declaration)
+ *  - Borrowed: pointers the host passes into a callback are valid until that
+ *    callback returns. Copy what you keep.
+ *  - Copied: every API call that takes a pointer copies what it needs before
+ *    it returns; the plugin keeps ownership of its arguments.
+ *  - Host-allocated results are released with api->free().
+ *  - Descriptor data (strings, arrays) must stay valid while the plugin is
+ *    loaded: make them static const.
+ */
+#ifndef INGEST_PLUGIN_H
+#define INGEST_PLUGIN_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define INGEST_ABI_MAJOR 1
+#define INGEST_ABI_MINOR 0
+#define INGEST_ABI_MAGIC 0x50474e49u /* "INGP" little-endian */
+
+/* The entry symbol's name carries the ABI major. */
+#define INGEST_ENTRY_SYMBOL "ingest_plugin_v1"
+
+#if defined(__GNUC__)
+#define INGEST_EXPORT __attribute__((visibility("default")))
+#define INGEST_PRINTF(fmt, args) __attribute__((format(printf, fmt, args)))
+#else
+#define INGEST_EXPORT
+#define INGEST_PRINTF(fmt, args)
+#endif
+
+/* Status codes: 0 is success, every failure is negative. */
+typedef enum ingest_status {
+    INGEST_OK = 0,
+    INGEST_EINVAL = -1,       /* bad argument or bad input data */
+    INGEST_ENOMEM = -2,       /* allocation failed */
+    INGEST_EAGAIN = -3,       /* transient failure: retry later */
+    INGEST_EIO = -4,          /* store or network I/O failed */
+    INGEST_EUNSUPPORTED = -5, /* not available in this host or context */
+    INGEST_ENOTFOUND = -6,    /* no such thing (cursor, secret, ...) */
+    INGEST_ERATELIMITED = -7, /* vendor said slow down; see retry_after */
+    INGEST_EAUTH = -8,        /* credentials rejected */
+    INGEST_ECANCELED = -9,    /* host is shutting down or unloading */
+    INGEST_ESTATE = -10,      /* call not allowed now (e.g. register outside init) */
+} ingest_status;
+
+/* First member of every top-level boundary struct. */
+typedef struct ingest_abi_header {
+    uint32_t magic;       /* INGEST_ABI_MAGIC */
+    uint16_t abi_major;   /* INGEST_ABI_MAJOR the plugin was built with */
+    uint16_t abi_minor;   /* INGEST_ABI_MINOR the plugin was built with */
+    uint32_t struct_size; /* sizeof the enclosing struct as the builder saw it */
+} ingest_abi_header;
+
+#define INGEST_ABI_HEADER(type)                                                          \
+    {                                                                                    \
+        INGEST_ABI_MAGIC, INGEST_ABI_MAJOR, INGEST_ABI_MINOR, (uint32_t)sizeof(type)     \
+    }
+
+/* An array handed to the host: pointer, element count and element size, so
+ * elements may grow in later minors. Fill with INGEST_ARRAY(static_array). */
+#define INGEST_ARRAY(arr) (arr), (sizeof(arr) / sizeof((arr)[0])), sizeof((arr)[0])
+
+/* ------------------------------------------------------------------------ */
+/* Opaque host handles                                                       */
+/* ------------------------------------------------------------------------ */
+
+/* The plugin instance as the host sees it. Passed to init(), valid until
+ * shutdown() returns. Every registration made through it belongs to this
+ * instance and is removed by the host when the instance is unloaded. */
+typedef struct ingest_ctx ingest_ctx;
+
+/* One unit of work: a scheduled tick, a sync job or a webhook delivery.
+ * Borrowed: valid until the callback that received it returns. Signals and
+ * cursors are written through it. */
+typedef struct ingest_run ingest_run;
+
+/* A metric registered by the plugin; owned by the host, valid until the
+ * instance is unloaded. */
+typedef struct ingest_metric ingest_metric;
+
+/* ------------------------------------------------------------------------ */
+/* Descriptor parts                                                          */
+/* ------------------------------------------------------------------------ */
+
+typedef enum ingest_auth_kind {
+    INGEST_AUTH_NONE = 0,
+    INGEST_AUTH_TOKEN,  /* static API token / personal access token */
+    INGEST_AUTH_OAUTH2, /* authorization code flow with refresh */
+    INGEST_AUTH_BASIC,  /* username + password (or API token) */
+    INGEST_AUTH_AWS,    /* access key id + secret (+ session token), SigV4 */
+} ingest_auth_kind;
+
+typedef struct ingest_auth_spec {
+    ingest_auth_kind kind;
+    const char *authorize_url; /* OAuth2 only; NULL otherwise */
+    const char *token_url;     /* OAuth2 only */
+    const char *scopes;        /* OAuth2: space-separated default scopes */
+    int pkce;                  /* OAuth2: non-zero if the provider supports PKCE */
+} ingest_auth_spec;
+
+/* A stream the plugin can sync, e.g. "issues". */
+typedef struct ingest_stream {
+    const char *name;         /* required, unique within the plugin */
+    const char *primary_key;  /* field that identifies a record, e.g. "id" */
+    const char *cursor_field; /* field the incremental cursor follows, e.g. "updated_at"; NULL = full refresh only */
+    uint32_t default_interval_s; /* default sync interval, 0 = host default */
+} ingest_stream;
+
+typedef enum ingest_webhook_scheme {
+    INGEST_WEBHOOK_NONE = 0,     /* the plugin takes no webhooks */
+    INGEST_WEBHOOK_HMAC_SHA256,  /* hex HMAC-SHA256 of the raw body in a header, optional prefix */
+    INGEST_WEBHOOK_SLACK_V0,     /* v0=HMAC("v0:{ts}:{body}") + timestamp header */
+    INGEST_WEBHOOK_TIMESTAMPED_HMAC, /* HMAC over "{ts}{separator}{body}", timestamp header */
+    INGEST_WEBHOOK_SHARED_TOKEN, /* header equals the secret (constant-time) */
+    INGEST_WEBHOOK_CALLBACK,     /* the plugin's verify callback decides */
+} ingest_webhook_scheme;
+
+typedef struct ingest_webhook_spec {
+    ingest_webhook_scheme scheme;
+    const char *signature_header; /* e.g. "X-Hub-Signature-256" */
+    const char *signature_prefix; /* e.g. "sha256=" or "v0="; NULL = none */
+    const char *timestamp_header; /* timestamped schemes, e.g. "X-Slack-Request-Timestamp" */
+    const char *timestamp_separator; /* TIMESTAMPED_HMAC: between ts and body, e.g. "." */
+    const char *body_timestamp_field; /* JSON body field in ms that must be fresh (Linear) */
+    uint32_t tolerance_s;          /* max clock skew for timestamps; 0 = 300 */
+    const char *delivery_id_header; /* idempotency key header, e.g. "X-GitHub-Delivery" */
+} ingest_webhook_spec;
+
+/* The vendor's published quota; the host spends a configurable share of it. */
+typedef struct ingest_rate_limit {
+    uint32_t requests;  /* requests allowed per window; 0 = no declared limit */
+    uint32_t window_s;  /* window length in seconds */
+} ingest_rate_limit;
+
+/* Config schema: one entry per key of the plugin's `plugins.<name>` group.
+ * The host validates the group (types, bounds, required keys, unknown keys)
+ * before init() and fills a zeroed struct of conf_size bytes by offset. */
+typedef enum ingest_config_type {
+    INGEST_CONF_STRING = 1, /* const char * (host-owned, valid until shutdown returns) */
+    INGEST_CONF_INT,        /* int64_t */
+    INGEST_CONF_BOOL,       /* int (0 or 1) */
+    INGEST_CONF_DOUBLE,     /* double */
+    INGEST_CONF_STRING_LIST,/* struct ingest_string_list */
+    INGEST_CONF_SECRET,     /* const char *, like STRING but never logged or listed */
+} ingest_config_type;
+
+typedef struct ingest_string_list {
+    const char *const *items; /* host-owned, valid until shutdown returns */
+    size_t count;
+} ingest_string_list;
+
+typedef struct ingest_config_field {
+    const char *key;         /* required; [a-z0-9_]+ */
+    ingest_config_type type;
+    const char *default_value; /* textual default ("30", "true", "a,b"); NULL = none */
+    int required;            /* non-zero: refuse the config without it */
+    double min, max;         /* INT/DOUBLE bounds, STRING length bounds; ignored when min == max == 0 */
+    size_t offset;           /* offsetof(the plugin's conf struct, field) */
+    const char *doc;         /* one-line description for list/--describe */
+} ingest_config_field;
+
+/* ------------------------------------------------------------------------ */
+/* Work items handed to callbacks                                            */
+/* ------------------------------------------------------------------------ */
+
+/* A sync job. Borrowed: valid until the sync callback returns. */
+typedef struct ingest_job {
+    ingest_abi_header hdr;
+    const char *job_id;        /* uuid text */
+    const char *tenant_id;     /* uuid text */
+    const char *connection_id; /* uuid text, NULL for connection-less runs */
+    const char *stream;        /* stream name from the descriptor */
+    int full_refresh;          /* non-zero: ignore cursors, re-read everything */
+    int attempt;               /* 1 for the first try */
+    int64_t backfill_since_us; /* no cursor: start here (unix µs) */
+} ingest_job;
+
+/* A verified, durably stored webhook delivery. Borrowed: valid until the
+ * webhook callback returns. */
+typedef struct ingest_header {
+    const char *name;
+    const char *value;
+} ingest_header;
+
+typedef struct ingest_delivery {
+    ingest_abi_header hdr;
+    const char *delivery_id;   /* idempotency key (provider id or body SHA-256) */
+    const char *tenant_id;     /* uuid text; NULL for single-tenant set-ups */
+    const char *connection_id; /* uuid text or NULL */
+    const char *content_type;
+    const unsigned char *body; /* raw bytes, not NUL-terminated */
+    size_t body_len;
+    const ingest_header *headers; /* the headers that were stored */
+    size_t n_headers;
+    int64_t received_at_us;
+    int attempt;
+} ingest_delivery;
+
+/* A normalized record. Passed by pointer to api->emit(); the host copies it
+ * before returning. */
+typedef struct ingest_signal {
+    ingest_abi_header hdr;
+    const char *kind;         /* required, e.g. "pr_merged" */
+    const char *dedupe_key;   /* required; unique per (tenant, source) */
+    int64_t occurred_at_us;   /* required, unix epoch microseconds */
+    const char *payload_json; /* required JSON object text (normalized fields) */
+    const char *raw_json;     /* optional: the provider's record as JSON */
+    const char *tenant_id;    /* optional: defaults to the run's tenant */
+    const char *source_id;    /* provenance: the record's id at the provider */
+    const char *source_type;  /* provenance: e.g. "issue", "s3", "http" */
+    const char *source_uri;   /* provenance: URL or URI of the record */
+    const char *provenance_json; /* optional extra provenance fields (JSON object) */
+} ingest_signal;
+
+/* ------------------------------------------------------------------------ */
+/* Callbacks                                                                 */
+/* ------------------------------------------------------------------------ */
+
+typedef enum ingest_log_level {
+    INGEST_LOG_DEBUG = 0,
+    INGEST_LOG_INFO,
+    INGEST_LOG_WARN,
+    INGEST_LOG_ERROR,
+} ingest_log_level;
+
+typedef enum ingest_health_state {
+    INGEST_HEALTH_OK = 0,
+    INGEST_HEALTH_DEGRADED,
+    INGEST_HEALTH_FAILING,
+} ingest_health_state;
+
+struct ingest_host_api;
+
+/* A scheduled tick. Runs on a worker; run is borrowed. Return INGEST_OK, or a
+ * negative status (the host logs it, counts it and backs the schedule off). */
+typedef int (*ingest_tick_fn)(ingest_run *run, void *state, void *arg);
+
+typedef struct ingest_plugin {
+    ingest_abi_header hdr; /* INGEST_ABI_HEADER(struct ingest_plugin) */
+
+    const char *name;        /* [a-z0-9_]+; must match the file name ingest_<name>.so */
+    const char *version;     /* semantic version of the plugin */
+    const char *description; /* one line */
+
+    ingest_auth_spec auth;
+    const ingest_stream *streams; /* use INGEST_ARRAY(); may be NULL with 0 */
+    size_t n_streams;
+    size_t stream_size;
+    ingest_webhook_spec webhook;
+    ingest_rate_limit rate_limit;
+
+    const ingest_config_field *config; /* use INGEST_ARRAY(); may be NULL with 0 */
+    size_t n_config;
+    size_t config_field_size;
+    size_t conf_size; /* sizeof the plugin's conf struct filled by the host */
+
+    /* Required. Called once after config validation. `api` is valid until the
+     * plugin is unloaded (it may be stored in state). `ctx` is valid until
+     * shutdown() returns. `conf` points to the host-filled conf struct, valid
+     * until shutdown() returns. On success set *state (may be NULL); on
+     * failure return a negative status and describe it with api->set_error().
+     * Schedules and metrics may only be registered here. */
+    int (*init)(const struct ingest_host_api *api, ingest_ctx *ctx, const void *conf,
+                void **state);
+
+    /* Optional. Called once when the instance is unloaded, after all of its
+     * work has drained. Frees everything in state. */
+    void (*shutdown)(void *state);
+
+    /* Optional. Cheap self-check; write at most detail_len bytes of a reason
+     * into detail (NUL-terminated). */
+    ingest_health_state (*health)(void *state, char *detail, size_t detail_len);
+
+    /* Optional. Pull records for one stream of one connection. Emit signals
+     * and advance the cursor page by page with api->cursor_set(). */
+    int (*sync)(ingest_run *run, void *state, const ingest_job *job);
+
+    /* Optional. Turn one stored, verified delivery into signals. */
+    int (*handle_webhook)(ingest_run *run, void *state, const ingest_delivery *delivery);
+
+    /* Optional, for INGEST_WEBHOOK_CALLBACK: verify a delivery before it is
+     * stored. Runs on a worker. Return INGEST_OK to accept, INGEST_EAUTH to
+     * reject. All pointers are borrowed for the duration of the call. */
+    int (*verify_webhook)(void *state, const ingest_header *headers, size_t n_headers,
+                          const unsigned char *body, size_t body_len, const char *secret);
+} ingest_plugin;
+
+/* ------------------------------------------------------------------------ */
+/* The host API table                                                        */
+/* ------------------------------------------------------------------------ */
+
+/* const, append-only. Valid from init() until the plugin is unloaded. */
+typedef struct ingest_host_api {
+    ingest_abi_header hdr;
+
+    /* --- Logging --------------------------------------------------------
+     * One JSON object per line, tagged with the plugin's name (and the run's
+     * tenant/job/delivery when a run is given). Values of SECRET config keys
+     * are redacted from the message. `run` may be NULL. Arguments are
+     * borrowed for the call. */
+    void (*log)(ingest_ctx *ctx, ingest_run *run, ingest_log_level level, const char *fmt,
+                ...) INGEST_PRINTF(4, 5);
+
+    /* Describe the last failure of init() (or a callback) in words; shown in
+     * `ingest-hostctl list` and the log. Copied. */
+    void (*set_error)(ingest_ctx *ctx, const char *fmt, ...) INGEST_PRINTF(2, 3);
+
+    /* Release memory the host allocated for the plugin (cursor values,
+     * encoded strings). NULL is a no-op. */
+    void (*free)(void *ptr);
+
+    /* --- Scheduling -----------------------------------------------------
+     * Register a tick every interval_ms milliseconds (first tick after one
+     * interval, ±10 % jitter). Only inside init(); INGEST_ESTATE elsewhere.
+     * `name` is copied; `arg` is passed back to fn untouched. Returns a status. */
+    int (*schedule_every)(ingest_ctx *ctx, const char *name, uint32_t interval_ms,
+                          ingest_tick_fn fn, void *arg);
+
+    /* --- Signals and cursors --------------------------------------------
+     * Queue a signal in the run. The signal and its strings are copied.
+     * Queued signals become durable at the next cursor_set()/flush(), or when
+     * the callback returns INGEST_OK; they are discarded if it fails. A
+     * signal whose (tenant, source, dedupe_key) already exists is a no-op. */
+    int (*emit)(ingest_run *run, const ingest_signal *signal);
+
+    /* Read the committed cursor of `stream` for the run's connection.
+     * On success *value is a host-allocated NUL-terminated string (free with
+     * api->free) or NULL when no cursor exists yet. Blocks on the store. */
+    int (*cursor_get)(ingest_run *run, const char *stream, char **value);
+
+    /* Commit every queued signal and the new cursor value in one transaction,
+     * blocking until it is durable. A crash never leaves signals without the
+     * cursor or the cursor without its signals. `value` is copied. */
+    int (*cursor_set)(ingest_run *run, const char *stream, const char *value);
+
+    /* Commit queued signals without moving any cursor. Blocks until durable. */
+    int (*flush)(ingest_run *run);
+
+    /* --- Metrics --------------------------------------------------------
+     * Register a metric, exported as ingest_plugin_<name> with a label
+     * plugin="<plugin name>". Only inside init(). Names and help are copied.
+     * The returned handle is host-owned and valid until unload. Histogram
+     * bucket bounds are copied; NULL/0 picks default latency buckets. */
+    ingest_metric *(*metric_counter)(ingest_ctx *ctx, const char *name, const char *help);
+    ingest_metric *(*metric_gauge)(ingest_ctx *ctx, const char *name, const char *help);
+    ingest_metric *(*metric_histogram)(ingest_ctx *ctx, const char *name, const char *help,
+                                       const double *bounds, size_t n_bounds);
+    void (*metric_add)(ingest_metric *metric, double delta);     /* counter, gauge */
+    void (*metric_set)(ingest_metric *metric, double value);     /* gauge */
+    void (*metric_observe)(ingest_metric *metric, double value); /* histogram */
+
+    /* --- Utilities ------------------------------------------------------ */
+    /* Current wall-clock time, unix epoch microseconds. */
+    int64_t (*now_us)(void);
+    /* Lower-case hex SHA-256 of data into out[65] (NUL-terminated). */
+    void (*sha256_hex)(const void *data, size_t len, char out[65]);
+    /* Lower-case hex HMAC-SHA256 into out[65]. */
+    void (*hmac_sha256_hex)(const void *key, size_t key_len, const void *data, size_t len,
+                            char out[65]);
+    /* Parse an RFC 3339 / ISO 8601 timestamp into unix µs; INGEST_EINVAL if malformed. */
+    int (*parse_time)(const char *text, int64_t *out_us);
+    /* Format unix µs as RFC 3339 UTC with microseconds into out[32]. */
+    void (*format_time)(int64_t us, char out[32]);
+} ingest_host_api;
+
+/* True when the host's table is new enough to carry `member` and fills it. */
+#define INGEST_API_HAS(api, member)                                                       \
+    ((api)->hdr.struct_size >= offsetof(struct ingest_host_api, member) + sizeof((api)->member) && \
+     (api)->member != NULL)
+
+/* The entry point every plugin defines:
+ *     INGEST_EXPORT const ingest_plugin *ingest_plugin_v1(void) { return &descriptor; }
+ * The returned descriptor must be static and outlive the plugin's use. */
+typedef const ingest_plugin *(*ingest_entry_fn)(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* INGEST_PLUGIN_H */
