@@ -13,8 +13,7 @@
 #include "scheduler.h"
 #include "util.h"
 
-static void api_log(ingest_ctx *ctx, ingest_run *run, ingest_log_level level, const char *fmt,
-                    ...)
+static void api_log(ingest_ctx *ctx, ingest_run *run, ingest_log_level level, const char *fmt, ...)
 {
     if (!ctx || !fmt)
         return;

@@ -22,8 +22,14 @@ typedef struct key_spec {
     int restart;   /* a change only takes effect after a restart */
 } key_spec;
 
-#define STR(k, def, restart) {#k, KEY_STRING, offsetof(hostd_config, k), def, 0, 0, restart}
-#define INT(k, def, lo, hi, restart) {#k, KEY_INT, offsetof(hostd_config, k), #def, lo, hi, restart}
+#define STR(k, def, restart)                                                                       \
+    {                                                                                              \
+#k, KEY_STRING, offsetof(hostd_config, k), def, 0, 0, restart                              \
+    }
+#define INT(k, def, lo, hi, restart)                                                               \
+    {                                                                                              \
+#k, KEY_INT, offsetof(hostd_config, k), #def, lo, hi, restart                              \
+    }
 
 static const key_spec key_specs[] = {
     STR(listen, "127.0.0.1:8080", 1),
@@ -149,8 +155,8 @@ static int apply_file(hostd_config *cfg, char *err, size_t err_len)
         if (config_error_type(&cfg->tree) == CONFIG_ERR_FILE_IO)
             snprintf(err, err_len, "%s: cannot read file", cfg->path);
         else
-            snprintf(err, err_len, "%s:%d: %s", config_error_file(&cfg->tree)
-                     ? config_error_file(&cfg->tree) : cfg->path,
+            snprintf(err, err_len, "%s:%d: %s",
+                     config_error_file(&cfg->tree) ? config_error_file(&cfg->tree) : cfg->path,
                      config_error_line(&cfg->tree), config_error_text(&cfg->tree));
         return -1;
     }
@@ -297,7 +303,8 @@ void config_restart_keys(const hostd_config *old_cfg, const hostd_config *new_cf
             differs = strcmp(*str_slot((hostd_config *)old_cfg, k),
                              *str_slot((hostd_config *)new_cfg, k)) != 0;
         else
-            differs = *int_slot((hostd_config *)old_cfg, k) != *int_slot((hostd_config *)new_cfg, k);
+            differs =
+                *int_slot((hostd_config *)old_cfg, k) != *int_slot((hostd_config *)new_cfg, k);
         if (differs && n + strlen(k->key) + 2 < out_len)
             n += (size_t)snprintf(out + n, out_len - n, "%s%s", n ? "," : "", k->key);
     }

@@ -8,14 +8,14 @@
 typedef struct hostd_config {
     char *path; /* the file it was read from */
 
-    char *listen;         /* host:port */
-    char *listen_host;    /* derived from listen */
-    int listen_port;      /* derived from listen */
+    char *listen;      /* host:port */
+    char *listen_host; /* derived from listen */
+    int listen_port;   /* derived from listen */
     char *plugin_dir;
     char *control_socket;
-    char *runtime_dir;    /* private copies of loaded plugins */
+    char *runtime_dir; /* private copies of loaded plugins */
     int workers;
-    int work_queue;       /* worker queue capacity */
+    int work_queue; /* worker queue capacity */
     char *database_url;
     int database_pool;
     int database_retry_max_s;

@@ -212,8 +212,8 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
         client_close(arg);
 }
 
-static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *addr,
-                      int len, void *arg)
+static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *addr, int len,
+                      void *arg)
 {
     (void)l;
     (void)addr;

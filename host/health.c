@@ -32,8 +32,7 @@ static void describe(instance *inst, void *arg)
     json_object_object_add(o, "name", json_object_new_string(inst->name));
     json_object_object_add(o, "version",
                            inst->version ? json_object_new_string(inst->version) : NULL);
-    json_object_object_add(o, "state",
-                           json_object_new_string(instance_status_name(inst->status)));
+    json_object_object_add(o, "state", json_object_new_string(instance_status_name(inst->status)));
     const char *status = inst->status == INSTANCE_FAILED     ? "failed"
                          : inst->status == INSTANCE_DRAINING ? "draining"
                          : inst->error                       ? "degraded"

@@ -28,9 +28,9 @@ typedef struct hostd {
     store *store;
     metrics_registry *metrics;
     registry *plugins;
-    hostd_config *cfg;      /* replaced on a successful reload; loop thread only */
-    char *config_path;      /* -c FILE, NULL for defaults */
-    char *runtime_dir;      /* private copies of loaded .so files */
+    hostd_config *cfg; /* replaced on a successful reload; loop thread only */
+    char *config_path; /* -c FILE, NULL for defaults */
+    char *runtime_dir; /* private copies of loaded .so files */
     httpd *http;
     control_server *control;
     reload_state *reload;

@@ -39,8 +39,8 @@ static void send_json(struct evhttp_request *req, int status, const char *conten
     evbuffer_free(buf);
 }
 
-void httpd_problem(struct evhttp_request *req, int status, const char *code,
-                   const char *message, int retry_after_s)
+void httpd_problem(struct evhttp_request *req, int status, const char *code, const char *message,
+                   int retry_after_s)
 {
     json_object *body = json_object_new_object();
     json_object_object_add(body, "status", json_object_new_int(status));
@@ -80,11 +80,15 @@ static void route_readyz(hostd *h, struct evhttp_request *req)
     char msg[700], err[512] = "";
     if (!db)
         store_last_error(h->store, err, sizeof err);
-    snprintf(msg, sizeof msg, "%s%s%s", stopping ? "shutting down" : !db ? "database unavailable"
-                                                                        : "plugins not loaded yet",
+    snprintf(msg, sizeof msg, "%s%s%s",
+             stopping ? "shutting down"
+             : !db    ? "database unavailable"
+                      : "plugins not loaded yet",
              err[0] ? ": " : "", err);
-    httpd_problem(req, 503, stopping ? "shutting_down" : !db ? "database_unavailable"
-                                                             : "starting",
+    httpd_problem(req, 503,
+                  stopping ? "shutting_down"
+                  : !db    ? "database_unavailable"
+                           : "starting",
                   msg, 5);
 }
 
@@ -151,13 +155,11 @@ httpd *httpd_start(hostd *h, const char *host, int port, char *err, size_t err_l
     evhttp_set_timeout(s->http, REQUEST_TIMEOUT_S);
     evhttp_set_max_body_size(s->http, h->cfg->max_body_bytes);
     evhttp_set_allowed_methods(s->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST |
-                                            EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
-                                            EVHTTP_REQ_PATCH);
+                                            EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH);
     evhttp_set_gencb(s->http, on_request, s);
     s->bound = evhttp_bind_socket_with_handle(s->http, host, (ev_uint16_t)port);
     if (!s->bound) {
-        snprintf(err, err_len, "cannot listen on %s:%d (address in use or not local?)", host,
-                 port);
+        snprintf(err, err_len, "cannot listen on %s:%d (address in use or not local?)", host, port);
         evhttp_free(s->http);
         free(s);
         return NULL;

@@ -16,7 +16,7 @@ void httpd_free(httpd *s);
 int httpd_port(const httpd *s);
 
 /* Reply with application/problem+json {"code", "message"[, "retry_after"]}. */
-void httpd_problem(struct evhttp_request *req, int status, const char *code,
-                   const char *message, int retry_after_s);
+void httpd_problem(struct evhttp_request *req, int status, const char *code, const char *message,
+                   int retry_after_s);
 
 #endif

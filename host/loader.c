@@ -61,8 +61,8 @@ int loader_check_file(const char *path, char *err, size_t err_len)
     return 0;
 }
 
-static int copy_private(hostd *h, const char *path, const char *name, char **copy_path,
-                        char *err, size_t err_len)
+static int copy_private(hostd *h, const char *path, const char *name, char **copy_path, char *err,
+                        size_t err_len)
 {
     static atomic_uint seq;
     char *dst = NULL;
@@ -97,8 +97,7 @@ static ingest_entry_fn find_entry(void *dl, char *err, size_t err_len)
             return NULL;
         }
     }
-    snprintf(err, err_len, "not an ingest plugin: entry symbol %s not found",
-             INGEST_ENTRY_SYMBOL);
+    snprintf(err, err_len, "not an ingest plugin: entry symbol %s not found", INGEST_ENTRY_SYMBOL);
     return NULL;
 }
 
@@ -157,8 +156,7 @@ plugin_conf *loader_conf_for(const instance *inst, const hostd_config *cfg, char
     plugin_conf *conf = NULL;
     const ingest_plugin *d = &inst->desc;
     if (plugin_conf_build(inst->name, d->config, d->n_config, d->config_field_size, d->conf_size,
-                          config_plugin_group(cfg, inst->name), cfg->path, &conf, err,
-                          err_len) < 0)
+                          config_plugin_group(cfg, inst->name), cfg->path, &conf, err, err_len) < 0)
         return NULL;
     return conf;
 }

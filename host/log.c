@@ -16,7 +16,10 @@
 static int log_fd = 2;
 static ingest_log_level log_min = INGEST_LOG_INFO;
 static pthread_mutex_t redact_lock = PTHREAD_MUTEX_INITIALIZER;
+/* Secrets with a reference count: an old and a new generation of a plugin
+ * share a secret during a reload, and unloading one must not unmask it. */
 static char **redact_list;
+static unsigned *redact_refs;
 static size_t redact_count;
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
@@ -45,18 +48,22 @@ void log_redact_add(const char *secret)
     pthread_mutex_lock(&redact_lock);
     for (size_t i = 0; i < redact_count; i++) {
         if (strcmp(redact_list[i], secret) == 0) {
+            redact_refs[i]++;
             pthread_mutex_unlock(&redact_lock);
             return;
         }
     }
-    char **grown = realloc(redact_list, (redact_count + 1) * sizeof *grown);
+    char **list = realloc(redact_list, (redact_count + 1) * sizeof *list);
+    if (list)
+        redact_list = list;
+    unsigned *refs = realloc(redact_refs, (redact_count + 1) * sizeof *refs);
+    if (refs)
+        redact_refs = refs;
     char *copy = strdup(secret);
-    if (grown && copy) {
-        redact_list = grown;
-        redact_list[redact_count++] = copy;
+    if (list && refs && copy) {
+        redact_list[redact_count] = copy;
+        redact_refs[redact_count++] = 1;
     } else {
-        if (grown)
-            redact_list = grown;
         free(copy);
     }
     pthread_mutex_unlock(&redact_lock);
@@ -69,8 +76,12 @@ void log_redact_remove(const char *secret)
     pthread_mutex_lock(&redact_lock);
     for (size_t i = 0; i < redact_count; i++) {
         if (strcmp(redact_list[i], secret) == 0) {
-            free(redact_list[i]);
-            redact_list[i] = redact_list[--redact_count];
+            if (--redact_refs[i] == 0) {
+                free(redact_list[i]);
+                redact_count--;
+                redact_list[i] = redact_list[redact_count];
+                redact_refs[i] = redact_refs[redact_count];
+            }
             break;
         }
     }
@@ -83,7 +94,9 @@ void log_redact_clear(void)
     for (size_t i = 0; i < redact_count; i++)
         free(redact_list[i]);
     free(redact_list);
+    free(redact_refs);
     redact_list = NULL;
+    redact_refs = NULL;
     redact_count = 0;
     pthread_mutex_unlock(&redact_lock);
 }
@@ -160,8 +173,8 @@ void log_writev(ingest_log_level level, const log_fields *fields, const char *fm
         add_field(line, "job", fields->job);
         add_field(line, "delivery", fields->delivery);
     }
-    const char *text = json_object_to_json_string_ext(
-        line, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+    const char *text = json_object_to_json_string_ext(line, JSON_C_TO_STRING_PLAIN |
+                                                                JSON_C_TO_STRING_NOSLASHESCAPE);
     size_t len = strlen(text);
     char *out = malloc(len + 2);
     if (out) {

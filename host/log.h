@@ -28,7 +28,8 @@ void log_writev(ingest_log_level level, const log_fields *fields, const char *fm
 
 /* Secrets registered here are replaced by "[REDACTED]" in every message.
  * The text is copied; strings shorter than 4 bytes are ignored (they would
- * redact ordinary words). Removing is by value. Thread-safe. */
+ * redact ordinary words). Registrations are counted: a secret stays masked
+ * until it was removed as often as it was added. Thread-safe. */
 void log_redact_add(const char *secret);
 void log_redact_remove(const char *secret);
 void log_redact_clear(void);

@@ -38,10 +38,7 @@ static void usage(FILE *out)
             INGEST_DEFAULT_CONFIG);
 }
 
-static int all_idle(hostd *h)
-{
-    return workers_busy(h->workers) == 0 && !reload_busy(h);
-}
+static int all_idle(hostd *h) { return workers_busy(h->workers) == 0 && !reload_busy(h); }
 
 static void on_shutdown_check(evutil_socket_t fd, short what, void *arg)
 {
@@ -127,8 +124,7 @@ static int start_modules(hostd *h, const hostd_config *cfg, char *err, size_t er
     h->plugins = registry_new();
     h->workers = workers_new(cfg->workers, (size_t)cfg->work_queue);
     h->store = store_new(cfg->database_url, cfg->database_pool, cfg->database_retry_max_s);
-    if (!h->mailbox || !h->metrics || !h->plugins || !h->workers || !h->store ||
-        reload_init(h) < 0)
+    if (!h->mailbox || !h->metrics || !h->plugins || !h->workers || !h->store || reload_init(h) < 0)
         return snprintf(err, err_len, "cannot allocate the daemon's modules"), -1;
     h->m_reloads_ok = metrics_register(h->metrics, METRIC_COUNTER, "ingest_reloads_total",
                                        "Reloads by outcome", "result=\"ok\"", h, NULL, 0);
@@ -194,8 +190,7 @@ static int run_daemon(hostd *h)
     }
     ensure_parent_dir(h->cfg->control_socket);
     h->control = control_start(h, h->cfg->control_socket, err, sizeof err);
-    h->http = h->control ? httpd_start(h, h->cfg->listen_host, h->cfg->listen_port, err,
-                                       sizeof err)
+    h->http = h->control ? httpd_start(h, h->cfg->listen_host, h->cfg->listen_port, err, sizeof err)
                          : NULL;
     if (!h->control || !h->http) {
         log_error("cannot start: %s", err);

@@ -257,8 +257,7 @@ static void render_series(text_buf *tb, ingest_metric *m)
         }
         tb_printf(tb, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", m->name, l, *l ? "," : "", m->count);
         tb_printf(tb, "%s_sum%s%s%s %.17g\n", m->name, *l ? "{" : "", l, *l ? "}" : "", m->sum);
-        tb_printf(tb, "%s_count%s%s%s %llu\n", m->name, *l ? "{" : "", l, *l ? "}" : "",
-                  m->count);
+        tb_printf(tb, "%s_count%s%s%s %llu\n", m->name, *l ? "{" : "", l, *l ? "}" : "", m->count);
     }
     pthread_mutex_unlock(&m->lock);
 }

@@ -59,8 +59,8 @@ static int is_applied(PGconn *conn, int version, int *applied)
     char v[16];
     snprintf(v, sizeof v, "%d", version);
     const char *params[] = {v};
-    PGresult *res = PQexecParams(conn, "SELECT 1 FROM schema_migrations WHERE version = $1",
-                                 1, NULL, params, NULL, NULL, 0);
+    PGresult *res = PQexecParams(conn, "SELECT 1 FROM schema_migrations WHERE version = $1", 1,
+                                 NULL, params, NULL, NULL, 0);
     int ok = PQresultStatus(res) == PGRES_TUPLES_OK;
     *applied = ok && PQntuples(res) > 0;
     PQclear(res);
@@ -76,9 +76,9 @@ static int apply_one(PGconn *conn, const migration *m, char *err, size_t err_len
         return -1;
     if (exec_ok(conn, m->sql, err, err_len) < 0)
         goto rollback;
-    PGresult *res = PQexecParams(conn,
-                                 "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
-                                 2, NULL, params, NULL, NULL, 0);
+    PGresult *res =
+        PQexecParams(conn, "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", 2, NULL,
+                     params, NULL, NULL, 0);
     int ok = PQresultStatus(res) == PGRES_COMMAND_OK;
     if (!ok)
         snprintf(err, err_len, "%s", PQresultErrorMessage(res));

@@ -20,7 +20,7 @@ typedef struct build_ctx {
     size_t conf_size;
     char *err;
     size_t err_len;
-    char *fp;      /* fingerprint under construction */
+    char *fp; /* fingerprint under construction */
     size_t fp_len;
 } build_ctx;
 
@@ -66,8 +66,7 @@ static size_t type_size(ingest_config_type t)
     return 0;
 }
 
-static int fail(build_ctx *b, int line, const char *key, const char *fmt, ...)
-    INGEST_PRINTF(4, 5);
+static int fail(build_ctx *b, int line, const char *key, const char *fmt, ...) INGEST_PRINTF(4, 5);
 static int fail(build_ctx *b, int line, const char *key, const char *fmt, ...)
 {
     char what[512];
@@ -298,16 +297,16 @@ static int check_unknown_keys(build_ctx *b, const ingest_config_field *fields, s
         if (k < n)
             continue;
         if (best)
-            return fail(b, config_setting_source_line(s), name,
-                        "unknown key (did you mean '%s'?)", best);
+            return fail(b, config_setting_source_line(s), name, "unknown key (did you mean '%s'?)",
+                        best);
         return fail(b, config_setting_source_line(s), name, "unknown key");
     }
     return 0;
 }
 
 /* Copy the declared schema into host-sized structs and check it is sane. */
-static ingest_config_field *copy_schema(build_ctx *b, const ingest_config_field *fields,
-                                        size_t n, size_t field_size)
+static ingest_config_field *copy_schema(build_ctx *b, const ingest_config_field *fields, size_t n,
+                                        size_t field_size)
 {
     ingest_config_field *out = calloc(n ? n : 1, sizeof *out);
     if (!out) {

@@ -9,10 +9,10 @@
 #include "ingest/plugin.h"
 
 typedef struct plugin_conf {
-    void *data;        /* conf_size bytes handed to init(); owns nothing itself */
-    char **owned;      /* strings and list arrays the data points into */
+    void *data;   /* conf_size bytes handed to init(); owns nothing itself */
+    char **owned; /* strings and list arrays the data points into */
     size_t n_owned;
-    char **secrets;    /* values of SECRET keys (also in owned), for redaction */
+    char **secrets; /* values of SECRET keys (also in owned), for redaction */
     size_t n_secrets;
     char *fingerprint; /* canonical text of every value (secrets hashed): equal = unchanged */
 } plugin_conf;

@@ -114,10 +114,7 @@ char **registry_names(registry *reg, instance_status status)
     return names;
 }
 
-static json_object *str_or_null(const char *s)
-{
-    return s ? json_object_new_string(s) : NULL;
-}
+static json_object *str_or_null(const char *s) { return s ? json_object_new_string(s) : NULL; }
 
 static json_object *instance_json(instance *i)
 {

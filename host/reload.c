@@ -288,15 +288,13 @@ static void apply_action(hostd *h, action *a, json_object *report)
         json_object *o = named(a->name, "file", a->file);
         json_object_object_add(o, "error", json_object_new_string(a->error));
         if (a->old_inst) {
-            json_object_object_add(o, "kept_version",
-                                   json_object_new_string(a->old_inst->version));
+            json_object_object_add(o, "kept_version", json_object_new_string(a->old_inst->version));
             instance_set_error(a->old_inst, "reload refused, still serving version %s: %s",
                                a->old_inst->version, a->error);
             log_write(INGEST_LOG_ERROR, &f, "reload refused, version %s keeps serving: %s",
                       a->old_inst->version, a->error);
         } else {
-            instance *failed =
-                instance_new_failed(h, a->name, a->file, a->new_version, a->error);
+            instance *failed = instance_new_failed(h, a->name, a->file, a->new_version, a->error);
             if (failed)
                 registry_add(h->plugins, failed);
             log_write(INGEST_LOG_ERROR, &f, "refused %s: %s", a->file, a->error);
@@ -393,8 +391,7 @@ static void reload_finished(void *arg)
     }
     free_plan(rs->result);
     rs->result = NULL;
-    log_info("reload finished: %s",
-             json_object_to_json_string_ext(report, JSON_C_TO_STRING_PLAIN));
+    log_info("reload finished: %s", json_object_to_json_string_ext(report, JSON_C_TO_STRING_PLAIN));
     for (waiter *w = rs->current, *next; w; w = next) {
         next = w->next;
         if (w->done)

@@ -133,8 +133,10 @@ int run_emit(ingest_run *run, const ingest_signal *signal)
     if (!s.kind || !*s.kind || strlen(s.kind) > 200)
         return run_fail(run, INGEST_EINVAL, "signal needs a kind of 1..200 characters");
     if (!s.dedupe_key || !*s.dedupe_key || strlen(s.dedupe_key) > 1000)
-        return run_fail(run, INGEST_EINVAL, "signal '%s' needs a dedupe_key of 1..1000 "
-                        "characters", s.kind);
+        return run_fail(run, INGEST_EINVAL,
+                        "signal '%s' needs a dedupe_key of 1..1000 "
+                        "characters",
+                        s.kind);
     const char *tenant = s.tenant_id ? s.tenant_id : run->tenant_id;
     if (!util_is_uuid(tenant))
         return run_fail(run, INGEST_EINVAL, "signal '%s' has no valid tenant_id", s.kind);

@@ -41,8 +41,8 @@ uint32_t scheduler_next_delay_ms(uint32_t interval_ms, int consecutive_failures,
     return out ? (uint32_t)out : 1;
 }
 
-int scheduler_register(instance *inst, const char *name, uint32_t interval_ms,
-                       ingest_tick_fn fn, void *arg)
+int scheduler_register(instance *inst, const char *name, uint32_t interval_ms, ingest_tick_fn fn,
+                       void *arg)
 {
     if (!name || !*name || !fn || interval_ms == 0)
         return INGEST_EINVAL;
@@ -65,8 +65,7 @@ int scheduler_register(instance *inst, const char *name, uint32_t interval_ms,
 
 static void arm(schedule *s)
 {
-    uint32_t ms = scheduler_next_delay_ms(s->interval_ms, s->consecutive_failures,
-                                          util_random01());
+    uint32_t ms = scheduler_next_delay_ms(s->interval_ms, s->consecutive_failures, util_random01());
     struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
     evtimer_add(s->timer, &tv);
 }

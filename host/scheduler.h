@@ -9,8 +9,8 @@
 typedef struct ingest_ctx instance;
 
 /* Record a schedule during init() (any thread). Timers start later. */
-int scheduler_register(instance *inst, const char *name, uint32_t interval_ms,
-                       ingest_tick_fn fn, void *arg);
+int scheduler_register(instance *inst, const char *name, uint32_t interval_ms, ingest_tick_fn fn,
+                       void *arg);
 /* Arm / disarm the instance's timers. Loop thread. */
 void scheduler_start(instance *inst);
 void scheduler_stop(instance *inst);

@@ -41,8 +41,8 @@ struct store {
     char *url;
     int retry_max_s;
     pthread_mutex_t lock;
-    pthread_cond_t work;  /* requests queued or stopping */
-    pthread_cond_t done;  /* some request finished */
+    pthread_cond_t work; /* requests queued or stopping */
+    pthread_cond_t done; /* some request finished */
     store_req *head, *tail;
     int stopping;
     atomic_int connected; /* writers connected and migrated */
@@ -94,8 +94,7 @@ static void on_notice(void *arg, const char *message)
 static PGconn *connect_once(store *st, char *err, size_t err_len)
 {
     /* connect_timeout comes before dbname so a value in the URL wins. */
-    const char *keys[] = {"connect_timeout", "application_name", "keepalives_idle",
-                          "dbname", NULL};
+    const char *keys[] = {"connect_timeout", "application_name", "keepalives_idle", "dbname", NULL};
     const char *vals[] = {"5", "ingest-hostd", "30", st->url, NULL};
     PGconn *conn = PQconnectdbParams(keys, vals, 1);
     if (PQstatus(conn) != CONNECTION_OK) {
@@ -460,8 +459,8 @@ int store_commit(store *st, json_object *rows, const store_cursor *cursor, int *
     return status;
 }
 
-int store_cursor_get(store *st, const char *provider, const char *connection_id,
-                     const char *stream, char **value)
+int store_cursor_get(store *st, const char *provider, const char *connection_id, const char *stream,
+                     char **value)
 {
     store_cursor c = {provider, connection_id, stream, NULL};
     store_req r = {.kind = REQ_CURSOR_GET, .cursor = &c, .status = INGEST_EIO};

@@ -33,8 +33,8 @@ void store_last_error(store *st, char *out, size_t len);
 int store_commit(store *st, json_object *rows, const store_cursor *cursor, int *inserted);
 
 /* Read a committed cursor; *value is malloc'd or NULL if none. */
-int store_cursor_get(store *st, const char *provider, const char *connection_id,
-                     const char *stream, char **value);
+int store_cursor_get(store *st, const char *provider, const char *connection_id, const char *stream,
+                     char **value);
 
 /* Finish queued requests, close connections, join threads. */
 void store_stop(store *st);

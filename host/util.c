@@ -147,8 +147,7 @@ int util_parse_time(const char *text, int64_t *out_us)
             offset_s = sign * (oh * 3600L + om * 60L);
         }
     }
-    if (*p != '\0' || mon < 1 || mon > 12 || day < 1 || day > 31 || hh > 23 || mm > 59 ||
-        ss > 60)
+    if (*p != '\0' || mon < 1 || mon > 12 || day < 1 || day > 31 || hh > 23 || mm > 59 || ss > 60)
         return -1;
     tm.tm_year = year - 1900;
     tm.tm_mon = mon - 1;

@@ -39,15 +39,32 @@ typedef struct example_conf {
 } example_conf;
 
 static const ingest_config_field example_config[] = {
-    {.key = "tenant_id", .type = INGEST_CONF_STRING, .required = 1, .min = 36, .max = 36,
-     .offset = offsetof(example_conf, tenant_id), .doc = "tenant UUID the signals belong to"},
-    {.key = "interval_ms", .type = INGEST_CONF_INT, .default_value = "60000", .min = 10,
-     .max = 86400000, .offset = offsetof(example_conf, interval_ms),
+    {.key = "tenant_id",
+     .type = INGEST_CONF_STRING,
+     .required = 1,
+     .min = 36,
+     .max = 36,
+     .offset = offsetof(example_conf, tenant_id),
+     .doc = "tenant UUID the signals belong to"},
+    {.key = "interval_ms",
+     .type = INGEST_CONF_INT,
+     .default_value = "60000",
+     .min = 10,
+     .max = 86400000,
+     .offset = offsetof(example_conf, interval_ms),
      .doc = "milliseconds between two pages"},
-    {.key = "page_size", .type = INGEST_CONF_INT, .default_value = "10", .min = 1, .max = 10000,
-     .offset = offsetof(example_conf, page_size), .doc = "records emitted per page"},
-    {.key = "greeting", .type = INGEST_CONF_STRING, .default_value = "hello",
-     .offset = offsetof(example_conf, greeting), .doc = "text copied into every record"},
+    {.key = "page_size",
+     .type = INGEST_CONF_INT,
+     .default_value = "10",
+     .min = 1,
+     .max = 10000,
+     .offset = offsetof(example_conf, page_size),
+     .doc = "records emitted per page"},
+    {.key = "greeting",
+     .type = INGEST_CONF_STRING,
+     .default_value = "hello",
+     .offset = offsetof(example_conf, greeting),
+     .doc = "text copied into every record"},
 };
 
 /* A stream the connector can pull; the host shows it in `list` and the API. */
@@ -59,12 +76,12 @@ static const ingest_stream example_streams[] = {
 
 /* All mutable state. One instance per loaded generation of the plugin. */
 typedef struct example_state {
-    const ingest_host_api *api; /* valid until unload */
-    ingest_ctx *ctx;            /* valid until shutdown() returns */
-    const example_conf *conf;   /* host-owned, valid until shutdown() returns */
-    ingest_metric *pages;       /* counter */
-    ingest_metric *records;     /* counter */
-    ingest_metric *last_seq;    /* gauge */
+    const ingest_host_api *api;  /* valid until unload */
+    ingest_ctx *ctx;             /* valid until shutdown() returns */
+    const example_conf *conf;    /* host-owned, valid until shutdown() returns */
+    ingest_metric *pages;        /* counter */
+    ingest_metric *records;      /* counter */
+    ingest_metric *last_seq;     /* gauge */
     ingest_metric *page_seconds; /* histogram */
 } example_state;
 
@@ -127,8 +144,7 @@ static int example_tick(ingest_run *run, void *state, void *arg)
         return rc; /* e.g. database down: the host logs and backs off */
     int64_t last = 0;
     if (cursor && parse_cursor(cursor, &last) < 0) {
-        api->log(st->ctx, run, INGEST_LOG_ERROR, "unreadable cursor '%s', starting over",
-                 cursor);
+        api->log(st->ctx, run, INGEST_LOG_ERROR, "unreadable cursor '%s', starting over", cursor);
         last = 0;
     }
     api->free(cursor);
@@ -155,8 +171,7 @@ static int example_tick(ingest_run *run, void *state, void *arg)
 }
 
 /* 3. init: called once, after the host validated our config. */
-static int example_init(const ingest_host_api *api, ingest_ctx *ctx, const void *conf,
-                        void **state)
+static int example_init(const ingest_host_api *api, ingest_ctx *ctx, const void *conf, void **state)
 {
     example_state *st = calloc(1, sizeof *st);
     if (!st) {

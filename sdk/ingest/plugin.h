@@ -89,9 +89,9 @@ typedef struct ingest_abi_header {
     uint32_t struct_size; /* sizeof the enclosing struct as the builder saw it */
 } ingest_abi_header;
 
-#define INGEST_ABI_HEADER(type)                                                          \
-    {                                                                                    \
-        INGEST_ABI_MAGIC, INGEST_ABI_MAJOR, INGEST_ABI_MINOR, (uint32_t)sizeof(type)     \
+#define INGEST_ABI_HEADER(type)                                                                    \
+    {                                                                                              \
+        INGEST_ABI_MAGIC, INGEST_ABI_MAJOR, INGEST_ABI_MINOR, (uint32_t)sizeof(type)               \
     }
 
 /* An array handed to the host: pointer, element count and element size, so
@@ -138,48 +138,49 @@ typedef struct ingest_auth_spec {
 
 /* A stream the plugin can sync, e.g. "issues". */
 typedef struct ingest_stream {
-    const char *name;         /* required, unique within the plugin */
-    const char *primary_key;  /* field that identifies a record, e.g. "id" */
-    const char *cursor_field; /* field the incremental cursor follows, e.g. "updated_at"; NULL = full refresh only */
+    const char *name;            /* required, unique within the plugin */
+    const char *primary_key;     /* field that identifies a record, e.g. "id" */
+    const char *cursor_field;    /* field the incremental cursor follows, e.g. "updated_at"; NULL =
+                                    full refresh only */
     uint32_t default_interval_s; /* default sync interval, 0 = host default */
 } ingest_stream;
 
 typedef enum ingest_webhook_scheme {
-    INGEST_WEBHOOK_NONE = 0,     /* the plugin takes no webhooks */
-    INGEST_WEBHOOK_HMAC_SHA256,  /* hex HMAC-SHA256 of the raw body in a header, optional prefix */
-    INGEST_WEBHOOK_SLACK_V0,     /* v0=HMAC("v0:{ts}:{body}") + timestamp header */
+    INGEST_WEBHOOK_NONE = 0,    /* the plugin takes no webhooks */
+    INGEST_WEBHOOK_HMAC_SHA256, /* hex HMAC-SHA256 of the raw body in a header, optional prefix */
+    INGEST_WEBHOOK_SLACK_V0,    /* v0=HMAC("v0:{ts}:{body}") + timestamp header */
     INGEST_WEBHOOK_TIMESTAMPED_HMAC, /* HMAC over "{ts}{separator}{body}", timestamp header */
-    INGEST_WEBHOOK_SHARED_TOKEN, /* header equals the secret (constant-time) */
-    INGEST_WEBHOOK_CALLBACK,     /* the plugin's verify callback decides */
+    INGEST_WEBHOOK_SHARED_TOKEN,     /* header equals the secret (constant-time) */
+    INGEST_WEBHOOK_CALLBACK,         /* the plugin's verify callback decides */
 } ingest_webhook_scheme;
 
 typedef struct ingest_webhook_spec {
     ingest_webhook_scheme scheme;
-    const char *signature_header; /* e.g. "X-Hub-Signature-256" */
-    const char *signature_prefix; /* e.g. "sha256=" or "v0="; NULL = none */
-    const char *timestamp_header; /* timestamped schemes, e.g. "X-Slack-Request-Timestamp" */
-    const char *timestamp_separator; /* TIMESTAMPED_HMAC: between ts and body, e.g. "." */
+    const char *signature_header;     /* e.g. "X-Hub-Signature-256" */
+    const char *signature_prefix;     /* e.g. "sha256=" or "v0="; NULL = none */
+    const char *timestamp_header;     /* timestamped schemes, e.g. "X-Slack-Request-Timestamp" */
+    const char *timestamp_separator;  /* TIMESTAMPED_HMAC: between ts and body, e.g. "." */
     const char *body_timestamp_field; /* JSON body field in ms that must be fresh (Linear) */
-    uint32_t tolerance_s;          /* max clock skew for timestamps; 0 = 300 */
-    const char *delivery_id_header; /* idempotency key header, e.g. "X-GitHub-Delivery" */
+    uint32_t tolerance_s;             /* max clock skew for timestamps; 0 = 300 */
+    const char *delivery_id_header;   /* idempotency key header, e.g. "X-GitHub-Delivery" */
 } ingest_webhook_spec;
 
 /* The vendor's published quota; the host spends a configurable share of it. */
 typedef struct ingest_rate_limit {
-    uint32_t requests;  /* requests allowed per window; 0 = no declared limit */
-    uint32_t window_s;  /* window length in seconds */
+    uint32_t requests; /* requests allowed per window; 0 = no declared limit */
+    uint32_t window_s; /* window length in seconds */
 } ingest_rate_limit;
 
 /* Config schema: one entry per key of the plugin's `plugins.<name>` group.
  * The host validates the group (types, bounds, required keys, unknown keys)
  * before init() and fills a zeroed struct of conf_size bytes by offset. */
 typedef enum ingest_config_type {
-    INGEST_CONF_STRING = 1, /* const char * (host-owned, valid until shutdown returns) */
-    INGEST_CONF_INT,        /* int64_t */
-    INGEST_CONF_BOOL,       /* int (0 or 1) */
-    INGEST_CONF_DOUBLE,     /* double */
-    INGEST_CONF_STRING_LIST,/* struct ingest_string_list */
-    INGEST_CONF_SECRET,     /* const char *, like STRING but never logged or listed */
+    INGEST_CONF_STRING = 1,  /* const char * (host-owned, valid until shutdown returns) */
+    INGEST_CONF_INT,         /* int64_t */
+    INGEST_CONF_BOOL,        /* int (0 or 1) */
+    INGEST_CONF_DOUBLE,      /* double */
+    INGEST_CONF_STRING_LIST, /* struct ingest_string_list */
+    INGEST_CONF_SECRET,      /* const char *, like STRING but never logged or listed */
 } ingest_config_type;
 
 typedef struct ingest_string_list {
@@ -188,13 +189,13 @@ typedef struct ingest_string_list {
 } ingest_string_list;
 
 typedef struct ingest_config_field {
-    const char *key;         /* required; [a-z0-9_]+ */
+    const char *key; /* required; [a-z0-9_]+ */
     ingest_config_type type;
     const char *default_value; /* textual default ("30", "true", "a,b"); NULL = none */
-    int required;            /* non-zero: refuse the config without it */
-    double min, max;         /* INT/DOUBLE bounds, STRING length bounds; ignored when min == max == 0 */
-    size_t offset;           /* offsetof(the plugin's conf struct, field) */
-    const char *doc;         /* one-line description for list/--describe */
+    int required;              /* non-zero: refuse the config without it */
+    double min, max; /* INT/DOUBLE bounds, STRING length bounds; ignored when min == max == 0 */
+    size_t offset;   /* offsetof(the plugin's conf struct, field) */
+    const char *doc; /* one-line description for list/--describe */
 } ingest_config_field;
 
 /* ------------------------------------------------------------------------ */
@@ -238,15 +239,15 @@ typedef struct ingest_delivery {
  * before returning. */
 typedef struct ingest_signal {
     ingest_abi_header hdr;
-    const char *kind;         /* required, e.g. "pr_merged" */
-    const char *dedupe_key;   /* required; unique per (tenant, source) */
-    int64_t occurred_at_us;   /* required, unix epoch microseconds */
-    const char *payload_json; /* required JSON object text (normalized fields) */
-    const char *raw_json;     /* optional: the provider's record as JSON */
-    const char *tenant_id;    /* optional: defaults to the run's tenant */
-    const char *source_id;    /* provenance: the record's id at the provider */
-    const char *source_type;  /* provenance: e.g. "issue", "s3", "http" */
-    const char *source_uri;   /* provenance: URL or URI of the record */
+    const char *kind;            /* required, e.g. "pr_merged" */
+    const char *dedupe_key;      /* required; unique per (tenant, source) */
+    int64_t occurred_at_us;      /* required, unix epoch microseconds */
+    const char *payload_json;    /* required JSON object text (normalized fields) */
+    const char *raw_json;        /* optional: the provider's record as JSON */
+    const char *tenant_id;       /* optional: defaults to the run's tenant */
+    const char *source_id;       /* provenance: the record's id at the provider */
+    const char *source_type;     /* provenance: e.g. "issue", "s3", "http" */
+    const char *source_uri;      /* provenance: URL or URI of the record */
     const char *provenance_json; /* optional extra provenance fields (JSON object) */
 } ingest_signal;
 
@@ -298,8 +299,7 @@ typedef struct ingest_plugin {
      * until shutdown() returns. On success set *state (may be NULL); on
      * failure return a negative status and describe it with api->set_error().
      * Schedules and metrics may only be registered here. */
-    int (*init)(const struct ingest_host_api *api, ingest_ctx *ctx, const void *conf,
-                void **state);
+    int (*init)(const struct ingest_host_api *api, ingest_ctx *ctx, const void *conf, void **state);
 
     /* Optional. Called once when the instance is unloaded, after all of its
      * work has drained. Frees everything in state. */
@@ -336,8 +336,8 @@ typedef struct ingest_host_api {
      * tenant/job/delivery when a run is given). Values of SECRET config keys
      * are redacted from the message. `run` may be NULL. Arguments are
      * borrowed for the call. */
-    void (*log)(ingest_ctx *ctx, ingest_run *run, ingest_log_level level, const char *fmt,
-                ...) INGEST_PRINTF(4, 5);
+    void (*log)(ingest_ctx *ctx, ingest_run *run, ingest_log_level level, const char *fmt, ...)
+        INGEST_PRINTF(4, 5);
 
     /* Describe the last failure of init() (or a callback) in words; shown in
      * `ingest-hostctl list` and the log. Copied. */
@@ -402,7 +402,7 @@ typedef struct ingest_host_api {
 } ingest_host_api;
 
 /* True when the host's table is new enough to carry `member` and fills it. */
-#define INGEST_API_HAS(api, member)                                                       \
+#define INGEST_API_HAS(api, member)                                                                \
     ((api)->hdr.struct_size >= offsetof(struct ingest_host_api, member) + sizeof((api)->member) && \
      (api)->member != NULL)
 
