@@ -101,7 +101,10 @@ static void reply_error(client *c, const char *fmt, ...)
     json_object_put(r);
 }
 
-/* An async command finished: answer if the client is still there. */
+static void on_read(struct bufferevent *bev, void *arg);
+
+/* An async command finished: answer if the client is still there, then serve
+ * any request it pipelined meanwhile. */
 static void finish_async(client *c, json_object *result)
 {
     c->busy = 0;
@@ -111,6 +114,7 @@ static void finish_async(client *c, json_object *result)
         return;
     }
     reply_ok(c, result);
+    on_read(c->bev, c);
 }
 
 static void on_reload_done(json_object *report, void *arg)

@@ -39,6 +39,7 @@ struct ingest_ctx {
     int64_t since_us;       /* (reg) */
     char *error;            /* (reg) last error, or NULL */
     int64_t drain_started_ms;
+    int drain_warned; /* loop thread: "still draining" was logged */
 
     atomic_int inflight;
     atomic_ullong ticks, tick_failures, ticks_skipped, signals_emitted, signals_stored;

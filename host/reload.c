@@ -112,9 +112,14 @@ static char **scan_dir(const char *dir, size_t *count, char *err, size_t err_len
     }
     size_t n = 0, cap = 16;
     char **names = calloc(cap + 1, sizeof *names);
+    if (!names) {
+        closedir(d);
+        snprintf(err, err_len, "out of memory");
+        return NULL;
+    }
     struct dirent *e;
     char plugin[256];
-    while (names && (e = readdir(d))) {
+    while ((e = readdir(d))) {
         if (!loader_name_from_file(e->d_name, plugin, sizeof plugin))
             continue;
         if (n == cap) {
@@ -128,10 +133,6 @@ static char **scan_dir(const char *dir, size_t *count, char *err, size_t err_len
         names[n] = NULL;
     }
     closedir(d);
-    if (!names) {
-        snprintf(err, err_len, "out of memory");
-        return NULL;
-    }
     qsort(names, n, sizeof *names, cmp_str);
     *count = n;
     return names;
@@ -479,19 +480,40 @@ static void destroy_task(void *arg)
 typedef struct drained {
     instance *list[64];
     int n;
+    instance *stuck[64];
+    int n_stuck;
+    int64_t stuck_before_ms;
 } drained;
 
 static void find_drained(instance *inst, void *arg)
 {
     drained *d = arg;
-    if (inst->status == INSTANCE_DRAINING && atomic_load(&inst->inflight) == 0 && d->n < 64)
-        d->list[d->n++] = inst;
+    if (inst->status != INSTANCE_DRAINING)
+        return;
+    if (atomic_load(&inst->inflight) == 0) {
+        if (d->n < 64)
+            d->list[d->n++] = inst;
+    } else if (!inst->drain_warned && inst->drain_started_ms < d->stuck_before_ms &&
+               d->n_stuck < 64) {
+        d->stuck[d->n_stuck++] = inst;
+    }
 }
 
 void reload_collect_drained(hostd *h, int inline_destroy)
 {
-    drained d = {.n = 0};
+    drained d = {.n = 0, .n_stuck = 0};
+    d.stuck_before_ms = util_mono_ms() - (int64_t)h->cfg->drain_timeout_s * 1000;
     registry_each(h->plugins, find_drained, &d);
+    for (int i = 0; i < d.n_stuck; i++) {
+        /* Its code is still running: unloading would crash. Say so, keep waiting. */
+        instance *inst = d.stuck[i];
+        inst->drain_warned = 1;
+        instance_set_error(inst, "still draining after %d s: %d unit(s) of work in flight",
+                           h->cfg->drain_timeout_s, atomic_load(&inst->inflight));
+        log_write(INGEST_LOG_WARN, &(log_fields){.plugin = inst->name},
+                  "version %s still draining after %d s: %d unit(s) of work in flight",
+                  inst->version, h->cfg->drain_timeout_s, atomic_load(&inst->inflight));
+    }
     for (int i = 0; i < d.n; i++) {
         registry_remove(h->plugins, d.list[i]);
         if (inline_destroy || workers_submit(h->workers, destroy_task, d.list[i]) < 0)

@@ -9,7 +9,7 @@ PKGS=(
   libconfig-dev libcmocka-dev
   postgresql postgresql-contrib
   python3 python3-pytest python3-psycopg2
-  valgrind clang libclang-rt-14-dev
+  valgrind cppcheck clang libclang-rt-14-dev
   curl ca-certificates procps
 )
 
