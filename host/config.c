@@ -41,13 +41,18 @@ static const key_spec key_specs[] = {
     STR(database_url, "postgresql:///ingest", 1),
     INT(database_pool, 2, 1, 64, 1),
     INT(database_retry_max_s, 30, 1, 3600, 0),
-    STR(crypto_key, "", 1),
-    STR(crypto_key_file, "", 1),
+    STR(crypto_key, "", 0),
+    STR(crypto_key_file, "", 0),
+    STR(crypto_previous_keys, "", 0),
     STR(operator_token, "", 0),
     STR(log_level, "info", 0),
     INT(shutdown_timeout_s, 30, 0, 3600, 0),
     INT(drain_timeout_s, 60, 1, 86400, 0),
     INT(max_body_bytes, 1048576, 1024, 67108864, 0),
+    INT(job_lease_s, 30, 2, 3600, 0),
+    INT(job_poll_ms, 1000, 20, 60000, 0),
+    INT(max_jobs, 0, 0, 4096, 0),
+    INT(backfill_days, 30, 1, 3650, 0),
 };
 #define N_KEYS (sizeof key_specs / sizeof key_specs[0])
 

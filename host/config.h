@@ -21,11 +21,16 @@ typedef struct hostd_config {
     int database_retry_max_s;
     char *crypto_key;
     char *crypto_key_file;
+    char *crypto_previous_keys; /* comma-separated, decryption only (rotation) */
     char *operator_token;
     char *log_level;
     int shutdown_timeout_s;
     int drain_timeout_s;
     int max_body_bytes;
+    int job_lease_s;   /* a claimed job is ours this long without a heartbeat */
+    int job_poll_ms;   /* how often to look for due jobs */
+    int max_jobs;      /* sync jobs running at once; 0 = workers */
+    int backfill_days; /* first sync without a cursor starts this far back */
 
     config_t tree; /* kept for the plugins.<name> groups */
 } hostd_config;

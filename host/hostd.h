@@ -20,6 +20,7 @@ typedef struct registry registry;
 typedef struct httpd httpd;
 typedef struct control_server control_server;
 typedef struct reload_state reload_state;
+typedef struct executor_state executor_state;
 
 typedef struct hostd {
     struct event_base *base;
@@ -34,6 +35,7 @@ typedef struct hostd {
     httpd *http;
     control_server *control;
     reload_state *reload;
+    executor_state *executor;
     struct event *drain_timer;
     struct event *shutdown_timer;
     int64_t shutdown_deadline_ms;

@@ -14,6 +14,7 @@
 
 #include "api.h"
 #include "control.h"
+#include "executor.h"
 #include "hostd.h"
 #include "httpd.h"
 #include "instance.h"
@@ -63,6 +64,7 @@ void hostd_begin_shutdown(hostd *h, const char *why)
              why, h->cfg->shutdown_timeout_s);
     httpd_stop_accepting(h->http);
     control_stop_accepting(h->control);
+    executor_stop(h);
     registry_each(h->plugins, stop_timers, NULL);
     h->shutdown_deadline_ms = util_mono_ms() + (int64_t)h->cfg->shutdown_timeout_s * 1000;
     struct timeval tv = {0, DRAIN_CHECK_MS * 1000};
@@ -153,6 +155,7 @@ static void teardown(hostd *h, struct event **events, size_t n_events)
     loop_mailbox_free(h->mailbox); /* runs completions posted by the last tasks */
     h->mailbox = NULL;
     reload_collect_drained(h, 1);
+    executor_free(h);
     for (instance *inst = registry_take_all(h->plugins), *next; inst; inst = next) {
         next = inst->next;
         instance_destroy(inst);
@@ -194,6 +197,11 @@ static int run_daemon(hostd *h)
                          : NULL;
     if (!h->control || !h->http) {
         log_error("cannot start: %s", err);
+        teardown(h, NULL, 0);
+        return EXIT_START;
+    }
+    if (executor_start(h) < 0) {
+        log_error("cannot start the job executor");
         teardown(h, NULL, 0);
         return EXIT_START;
     }

@@ -21,6 +21,9 @@ struct ingest_run {
     char batch_id[37];
     json_object *rows; /* pending signal rows */
     char error[512];
+    store_fence fence; /* job_id NULL when not a job */
+    char *fence_owner;
+    long long stored;
 };
 
 ingest_run *run_new(instance *inst, const char *tenant_id, const char *connection_id,
@@ -39,10 +42,23 @@ ingest_run *run_new(instance *inst, const char *tenant_id, const char *connectio
     return run;
 }
 
+int run_set_fence(ingest_run *run, const char *job_id, const char *owner, int lease_s)
+{
+    free(run->fence_owner);
+    run->fence_owner = strdup(owner);
+    if (!run->fence_owner || !run->job_id || strcmp(run->job_id, job_id) != 0)
+        return INGEST_EINVAL;
+    run->fence = (store_fence){run->job_id, run->fence_owner, lease_s};
+    return INGEST_OK;
+}
+
+long long run_stored(const ingest_run *run) { return run->stored; }
+
 void run_free(ingest_run *run)
 {
     if (!run)
         return;
+    free(run->fence_owner);
     json_object_put(run->rows);
     free(run->tenant_id);
     free(run->connection_id);
@@ -175,9 +191,13 @@ int run_emit(ingest_run *run, const ingest_signal *signal)
 static int commit(ingest_run *run, const store_cursor *cursor)
 {
     int inserted = 0;
-    int rc = store_commit(run->inst->host->store, run->rows, cursor, &inserted);
+    int rc = store_commit_fenced(run->inst->host->store, run->rows, cursor,
+                                 run->fence.job_id ? &run->fence : NULL, &inserted);
+    if (rc == INGEST_ECANCELED)
+        return run_fail(run, rc, "the job's lease was lost to another host; nothing committed");
     if (rc != INGEST_OK)
         return run_fail(run, rc, "store commit failed (status %d)", rc);
+    run->stored += inserted;
     atomic_fetch_add(&run->inst->signals_stored, (unsigned long long)inserted);
     metrics_add(run->inst->m_signals, inserted);
     json_object_put(run->rows);

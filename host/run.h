@@ -10,6 +10,11 @@ typedef struct ingest_ctx instance;
 /* tenant/connection/job/delivery may be NULL; strings are copied. */
 ingest_run *run_new(instance *inst, const char *tenant_id, const char *connection_id,
                     const char *job_id, const char *delivery_id);
+/* Make every commit of this run prove the job's lease (see store_fence). */
+int run_set_fence(ingest_run *run, const char *job_id, const char *owner, int lease_s);
+/* Signals newly stored by this run so far. */
+long long run_stored(const ingest_run *run);
+
 /* The callback returned `status`: commit what is queued if it is INGEST_OK,
  * discard it otherwise. Returns the final status (a failed commit turns OK
  * into EIO). */

@@ -17,12 +17,15 @@
 
 #define MAX_BATCH 128
 
-typedef enum { REQ_COMMIT, REQ_CURSOR_GET } req_kind;
+typedef enum { REQ_COMMIT, REQ_CURSOR_GET, REQ_CALL } req_kind;
 
 typedef struct store_req {
     req_kind kind;
     const char *rows_json; /* borrowed from the caller, who is blocked */
     const store_cursor *cursor;
+    const store_fence *fence;
+    store_fn fn;
+    void *fn_arg;
     int status;
     int inserted;
     char *value;
@@ -64,6 +67,10 @@ static const char upsert_cursor_sql[] =
     "INSERT INTO cursors (provider, connection_id, stream, value) VALUES ($1, $2, $3, $4)"
     " ON CONFLICT (provider, connection_id, stream)"
     " DO UPDATE SET value = EXCLUDED.value, updated_at = now()";
+
+static const char fence_sql[] =
+    "UPDATE sync_jobs SET lease_expires_at = now() + make_interval(secs => $3::int),"
+    " updated_at = now() WHERE id = $1 AND lease_owner = $2 AND state = 'running'";
 
 static const char select_cursor_sql[] =
     "SELECT value FROM cursors WHERE provider = $1"
@@ -207,8 +214,53 @@ static int exec_simple(PGconn *conn, const char *sql)
     return ok ? 0 : -1;
 }
 
+int store_exec(PGconn *conn, const char *sql, int n, const char *const *params, PGresult **res,
+               char *err, size_t err_len)
+{
+    PGresult *r = PQexecParams(conn, sql, n, NULL, params, NULL, NULL, 0);
+    ExecStatusType st = PQresultStatus(r);
+    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
+        if (res)
+            *res = r;
+        else
+            PQclear(r);
+        return INGEST_OK;
+    }
+    if (err)
+        snprintf(err, err_len, "%s", PQresultErrorMessage(r));
+    int status = result_status(r);
+    PQclear(r);
+    if (res)
+        *res = NULL;
+    return status;
+}
+
+/* The job must still be ours; refresh its lease in the same transaction. */
+static int check_fence(PGconn *conn, const store_fence *f, char *err, size_t err_len)
+{
+    char lease[16];
+    snprintf(lease, sizeof lease, "%d", f->lease_s);
+    const char *p[] = {f->job_id, f->owner, lease};
+    PGresult *res = NULL;
+    int rc = store_exec(conn, fence_sql, 3, p, &res, err, err_len);
+    if (rc != INGEST_OK)
+        return rc;
+    int held = atoi(PQcmdTuples(res)) == 1;
+    PQclear(res);
+    if (!held) {
+        snprintf(err, err_len, "job %s: lease lost to another host", f->job_id);
+        return INGEST_ECANCELED;
+    }
+    return INGEST_OK;
+}
+
 static int run_commit(PGconn *conn, store_req *r, char *err, size_t err_len)
 {
+    if (r->fence) {
+        int rc = check_fence(conn, r->fence, err, err_len);
+        if (rc != INGEST_OK)
+            return rc;
+    }
     if (r->rows_json) {
         const char *p[] = {r->rows_json};
         PGresult *res = PQexecParams(conn, insert_signals_sql, 1, NULL, p, NULL, NULL, 0);
@@ -299,6 +351,15 @@ static void process_cursor_get(writer *w, store_req *r)
     PQclear(res);
 }
 
+static void process_call(writer *w, store_req *r)
+{
+    r->status = r->fn(w->conn, r->fn_arg);
+    if (PQstatus(w->conn) != CONNECTION_OK)
+        writer_disconnect(w, PQerrorMessage(w->conn));
+    else if (PQtransactionStatus(w->conn) != PQTRANS_IDLE)
+        exec_simple(w->conn, "ROLLBACK"); /* never leak a transaction to the next caller */
+}
+
 /* Take either one read or up to MAX_BATCH commits from the queue. */
 static int take_batch(store *st, store_req **batch)
 {
@@ -371,6 +432,8 @@ static void *writer_main(void *arg)
         }
         if (batch[0]->kind == REQ_COMMIT)
             process_commits(w, batch, n);
+        else if (batch[0]->kind == REQ_CALL)
+            process_call(w, batch[0]);
         else
             process_cursor_get(w, batch[0]);
         finish(st, batch, n);
@@ -445,10 +508,22 @@ static int submit_and_wait(store *st, store_req *r)
 
 int store_commit(store *st, json_object *rows, const store_cursor *cursor, int *inserted)
 {
-    store_req r = {.kind = REQ_COMMIT, .cursor = cursor, .status = INGEST_EIO};
+    return store_commit_fenced(st, rows, cursor, NULL, inserted);
+}
+
+int store_call(store *st, store_fn fn, void *arg)
+{
+    store_req r = {.kind = REQ_CALL, .fn = fn, .fn_arg = arg, .status = INGEST_EIO};
+    return submit_and_wait(st, &r);
+}
+
+int store_commit_fenced(store *st, json_object *rows, const store_cursor *cursor,
+                        const store_fence *fence, int *inserted)
+{
+    store_req r = {.kind = REQ_COMMIT, .cursor = cursor, .fence = fence, .status = INGEST_EIO};
     if (rows && json_object_array_length(rows) > 0)
         r.rows_json = json_object_to_json_string_ext(rows, JSON_C_TO_STRING_PLAIN);
-    if (!r.rows_json && !cursor) {
+    if (!r.rows_json && !cursor && !fence) {
         if (inserted)
             *inserted = 0;
         return INGEST_OK;

@@ -5,6 +5,7 @@
 #define HOSTD_STORE_H
 
 #include <json-c/json.h>
+#include <libpq-fe.h>
 #include <stddef.h>
 
 typedef struct store store;
@@ -31,6 +32,31 @@ void store_last_error(store *st, char *out, size_t len);
  * the number of new rows (duplicates by dedupe key are not counted). The
  * caller keeps ownership of rows. Returns an ingest_status. */
 int store_commit(store *st, json_object *rows, const store_cursor *cursor, int *inserted);
+
+/* A commit made by a sync job also proves the job's lease is still held by
+ * `owner` and extends it by lease_s: if another host took the job over, the
+ * commit is refused (INGEST_ECANCELED) and nothing of it is stored. */
+typedef struct store_fence {
+    const char *job_id;
+    const char *owner;
+    int lease_s;
+} store_fence;
+
+int store_commit_fenced(store *st, json_object *rows, const store_cursor *cursor,
+                        const store_fence *fence, int *inserted);
+
+/* Run fn(conn, arg) on a writer thread's connection and wait for it. fn
+ * returns an ingest_status; it must leave the connection idle (no open
+ * transaction). INGEST_EIO when the database is unavailable. */
+typedef int (*store_fn)(PGconn *conn, void *arg);
+int store_call(store *st, store_fn fn, void *arg);
+
+/* Helpers for store_fn bodies: run a parameterized statement and check its
+ * status. On failure they write PQresultErrorMessage into err (if given)
+ * and return the mapped status; *res (if given) receives the result, which
+ * the caller PQclear()s. */
+int store_exec(PGconn *conn, const char *sql, int n, const char *const *params, PGresult **res,
+               char *err, size_t err_len);
 
 /* Read a committed cursor; *value is malloc'd or NULL if none. */
 int store_cursor_get(store *st, const char *provider, const char *connection_id, const char *stream,

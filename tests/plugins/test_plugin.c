@@ -35,6 +35,10 @@ typedef struct test_conf {
     int64_t tick_sleep_ms;
     const char *tenant_id;
     const char *token;
+    int64_t sync_pages;
+    int64_t sync_page_size;
+    int64_t sync_page_sleep_ms;
+    int sync_fail;
 } test_conf;
 
 static const ingest_config_field test_config[] = {
@@ -66,6 +70,32 @@ static const ingest_config_field test_config[] = {
      .type = INGEST_CONF_SECRET,
      .offset = offsetof(test_conf, token),
      .doc = "a secret that must never reach a log line"},
+    {.key = "sync_pages",
+     .type = INGEST_CONF_INT,
+     .default_value = "3",
+     .min = 0,
+     .max = 100000,
+     .offset = offsetof(test_conf, sync_pages),
+     .doc = "pages per sync job"},
+    {.key = "sync_page_size",
+     .type = INGEST_CONF_INT,
+     .default_value = "5",
+     .min = 1,
+     .max = 100000,
+     .offset = offsetof(test_conf, sync_page_size),
+     .doc = "signals per page"},
+    {.key = "sync_page_sleep_ms",
+     .type = INGEST_CONF_INT,
+     .default_value = "0",
+     .min = 0,
+     .max = 600000,
+     .offset = offsetof(test_conf, sync_page_sleep_ms),
+     .doc = "time each page takes"},
+    {.key = "sync_fail",
+     .type = INGEST_CONF_BOOL,
+     .default_value = "false",
+     .offset = offsetof(test_conf, sync_fail),
+     .doc = "make every sync fail"},
 };
 
 typedef struct test_state {
@@ -115,6 +145,51 @@ static int test_tick(ingest_run *run, void *state, void *arg)
     return st->api->cursor_set(run, "ticks", next);
 }
 
+/* A sync job: pages of sequential records after the stream's cursor; each
+ * page's signals and the cursor after them commit together. */
+static int test_sync(ingest_run *run, void *state, const ingest_job *job)
+{
+    test_state *st = state;
+    const ingest_host_api *api = st->api;
+    if (st->conf->sync_fail) {
+        api->log(st->ctx, run, INGEST_LOG_WARN, "failing on purpose (sync_fail)");
+        return INGEST_EIO;
+    }
+    char *cursor = NULL;
+    int rc = job->full_refresh ? INGEST_OK : api->cursor_get(run, job->stream, &cursor);
+    if (rc != INGEST_OK)
+        return rc;
+    long long seq = cursor ? atoll(cursor) : 0;
+    api->free(cursor);
+    const char *scope = job->connection_id ? job->connection_id : job->stream;
+    for (int64_t page = 0; page < st->conf->sync_pages; page++) {
+        if (st->conf->sync_page_sleep_ms)
+            sleep_ms(st->conf->sync_page_sleep_ms);
+        for (int64_t i = 0; i < st->conf->sync_page_size; i++) {
+            seq++;
+            char key[128], payload[256];
+            snprintf(key, sizeof key, "%s:%lld", scope, seq);
+            snprintf(payload, sizeof payload,
+                     "{\"seq\":%lld,\"job\":\"%s\",\"attempt\":%d,\"version\":\"%s\"}", seq,
+                     job->job_id, job->attempt, PLUGIN_VERSION);
+            ingest_signal sig = {.hdr = INGEST_ABI_HEADER(ingest_signal),
+                                 .kind = "test.synced",
+                                 .dedupe_key = key,
+                                 .occurred_at_us = api->now_us(),
+                                 .payload_json = payload};
+            if ((rc = api->emit(run, &sig)) != INGEST_OK)
+                return rc;
+        }
+        char next[32];
+        snprintf(next, sizeof next, "%lld", seq);
+        if ((rc = api->cursor_set(run, job->stream, next)) != INGEST_OK)
+            return rc;
+        api->log(st->ctx, run, INGEST_LOG_INFO, "page %lld committed up to seq %lld",
+                 (long long)page + 1, seq);
+    }
+    return INGEST_OK;
+}
+
 static int test_init(const ingest_host_api *api, ingest_ctx *ctx, const void *conf, void **state)
 {
     const test_conf *c = conf;
@@ -149,6 +224,7 @@ static const ingest_plugin descriptor = {
     .conf_size = sizeof(test_conf),
     .init = test_init,
     .shutdown = test_shutdown,
+    .sync = test_sync,
 };
 
 #define ENTRY_NAME_(m) ingest_plugin_v##m
