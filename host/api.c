@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "crypto.h"
 #include "instance.h"
 #include "log.h"
 #include "metrics.h"
@@ -109,6 +110,15 @@ static int api_parse_time(const char *text, int64_t *out_us)
     return out_us && util_parse_time(text, out_us) == 0 ? INGEST_OK : INGEST_EINVAL;
 }
 
+static int api_secret_get(ingest_run *run, const char *field, char **value)
+{
+    if (!run || !value)
+        return INGEST_EINVAL;
+    return run_secret_get(run, field, value);
+}
+
+static void api_secret_free(char *value) { crypto_wipe_free(value, 0); }
+
 static const ingest_host_api table = {
     .hdr = INGEST_ABI_HEADER(ingest_host_api),
     .log = api_log,
@@ -130,6 +140,8 @@ static const ingest_host_api table = {
     .hmac_sha256_hex = util_hmac_sha256_hex,
     .parse_time = api_parse_time,
     .format_time = util_format_time,
+    .secret_get = api_secret_get,
+    .secret_free = api_secret_free,
 };
 
 const ingest_host_api *api_table(void) { return &table; }

@@ -16,6 +16,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "admin.h"
 #include "health.h"
 #include "log.h"
 #include "registry.h"
@@ -147,6 +148,63 @@ static void cmd_health(client *c, json_object *req)
     }
 }
 
+/* Run an admin action on a worker; answer when it is done. */
+typedef struct admin_task {
+    client *c;
+    hostd *h;
+    admin_fn fn;
+    json_object *req;
+    json_object *result;
+    char err[512];
+} admin_task;
+
+static void admin_done(void *arg)
+{
+    admin_task *t = arg;
+    if (t->result) {
+        finish_async(t->c, t->result);
+    } else {
+        t->c->busy = 0;
+        if (t->c->closed)
+            client_free(t->c);
+        else
+            reply_error(t->c, "%s", t->err);
+    }
+    json_object_put(t->req);
+    free(t);
+}
+
+static void admin_work(void *arg)
+{
+    admin_task *t = arg;
+    t->result = t->fn(t->h, t->req, t->err, sizeof t->err);
+    loop_post(t->h->mailbox, admin_done, t);
+}
+
+static void run_admin(client *c, json_object *req, admin_fn fn)
+{
+    admin_task *t = calloc(1, sizeof *t);
+    if (!t) {
+        reply_error(c, "out of memory");
+        return;
+    }
+    *t = (admin_task){.c = c, .h = c->cs->h, .fn = fn, .req = json_object_get(req)};
+    c->busy = 1;
+    if (workers_submit(c->cs->h->workers, admin_work, t) < 0) {
+        c->busy = 0;
+        json_object_put(t->req);
+        free(t);
+        reply_error(c, "busy: the worker queue is full, try again");
+    }
+}
+
+static void cmd_connection_add(client *c, json_object *req)
+{
+    run_admin(c, req, admin_connection_add);
+}
+
+static void cmd_rotate_key(client *c, json_object *req) { run_admin(c, req, admin_rotate_key); }
+
 static void cmd_ping(client *c, json_object *req)
 {
     (void)req;
@@ -166,6 +224,8 @@ static const command commands[] = {
     {"reload", cmd_reload},
     {"health", cmd_health},
     {"ping", cmd_ping},
+    {"connection_add", cmd_connection_add},
+    {"rotate_key", cmd_rotate_key},
 };
 
 static void dispatch(client *c, const char *line)

@@ -12,7 +12,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <libpq-fe.h>
+
 #include "config.h"
+#include "migrations.h"
 
 #define EXIT_FAILED 1 /* the daemon answered: command failed or degraded */
 #define EXIT_USAGE 2  /* bad arguments, or the daemon is unreachable */
@@ -23,13 +26,25 @@ typedef struct options {
     const char *config_path;
     int json;
     int timeout_s;
+    /* connection-add */
+    const char *tenant;
+    const char *name;
+    const char *auth_kind;
+    const char *config_json;
+    char **args; /* positional arguments after the command */
+    int n_args;
 } options;
 
 typedef int (*print_fn)(json_object *result, const options *o);
+/* Build the request for the daemon; NULL (with a message printed) on bad input. */
+typedef json_object *(*request_fn)(const options *o);
 
 typedef struct command {
-    const char *name;
+    const char *name; /* as typed */
+    const char *wire; /* "cmd" sent to the daemon; NULL = handled locally */
     const char *help;
+    int n_args; /* positional arguments required */
+    request_fn build;
     print_fn print;
 } command;
 
@@ -37,23 +52,36 @@ static int print_list(json_object *result, const options *o);
 static int print_reload(json_object *result, const options *o);
 static int print_health(json_object *result, const options *o);
 static int print_ping(json_object *result, const options *o);
+static int print_connection(json_object *result, const options *o);
+static int print_rotate(json_object *result, const options *o);
+static json_object *build_connection_add(const options *o);
 
 static const command commands[] = {
-    {"list", "plugins: name, version, file, state, since, last error, counts", print_list},
-    {"reload", "re-read the config and rescan the plugins directory; says what changed",
-     print_reload},
-    {"health", "daemon, database and plugins (exit 0 healthy, 1 degraded, 2 unreachable)",
-     print_health},
-    {"ping", "check that the daemon answers", print_ping},
+    {"list", "list", "plugins: name, version, file, state, since, last error, counts", 0, NULL,
+     print_list},
+    {"reload", "reload", "re-read the config and rescan the plugins directory; says what changed",
+     0, NULL, print_reload},
+    {"health", "health", "daemon, database and plugins (exit 0 healthy, 1 degraded, 2 unreachable)",
+     0, NULL, print_health},
+    {"ping", "ping", "check that the daemon answers", 0, NULL, print_ping},
+    {"connection-add", "connection_add",
+     "PROVIDER --tenant UUID [--name N] [--auth-kind K] [--config-json JSON]: create a "
+     "connection;\n"
+     "           its secrets are read from stdin as a JSON object {\"field\": \"value\"}",
+     1, build_connection_add, print_connection},
+    {"rotate-key", "rotate_key", "re-encrypt every stored secret under the current key", 0, NULL,
+     print_rotate},
+    {"migrate", NULL, "apply database migrations now (talks to PostgreSQL, not the daemon)", 0,
+     NULL, NULL},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
 static void usage(FILE *out)
 {
     fprintf(out, "usage: ingest-hostctl [-s SOCKET | -c CONFIG] [--json] [--timeout SECONDS] "
-                 "COMMAND\n\ncommands:\n");
+                 "COMMAND [ARGS]\n\ncommands:\n");
     for (size_t i = 0; i < N_COMMANDS; i++)
-        fprintf(out, "  %-8s %s\n", commands[i].name, commands[i].help);
+        fprintf(out, "  %-14s %s\n", commands[i].name, commands[i].help);
     fprintf(out, "\noptions:\n"
                  "  -s, --socket PATH   control socket (default: INGEST_CONTROL_SOCKET, then the\n"
                  "                      config file's control_socket)\n"
@@ -63,24 +91,37 @@ static void usage(FILE *out)
                  "exit status: 0 ok, 1 failed or degraded, 2 usage error or daemon unreachable\n");
 }
 
-/* Socket path: -s, else INGEST_CONTROL_SOCKET / config file (config_load
- * applies the environment), else the built-in default. */
-static char *resolve_socket(const options *o)
+/* The daemon's settings: -c FILE, else the default file if present, with
+ * INGEST_* environment overrides applied (config_load does that). */
+static hostd_config *load_config(const options *o)
 {
-    if (o->socket_path)
-        return strdup(o->socket_path);
     const char *path = o->config_path;
     if (!path && access(INGEST_DEFAULT_CONFIG, R_OK) == 0)
         path = INGEST_DEFAULT_CONFIG;
     char err[1024];
     hostd_config *cfg = config_load(path, err, sizeof err);
-    if (!cfg) {
+    if (!cfg)
         fprintf(stderr, "ingest-hostctl: %s\n", err);
+    return cfg;
+}
+
+/* Socket path: -s, else INGEST_CONTROL_SOCKET / the config file. */
+static char *resolve_socket(const options *o)
+{
+    if (o->socket_path)
+        return strdup(o->socket_path);
+    hostd_config *cfg = load_config(o);
+    if (!cfg)
         return NULL;
-    }
     char *out = strdup(cfg->control_socket);
     config_free(cfg);
     return out;
+}
+
+static void ignore_notice(void *arg, const char *message)
+{
+    (void)arg;
+    (void)message;
 }
 
 static int connect_socket(const char *path)
@@ -155,15 +196,15 @@ static char *read_line(int fd, int timeout_s)
     return NULL;
 }
 
-static json_object *request(const char *path, const char *cmd, int timeout_s)
+/* Send `req` (consumed) and wait for the one-line answer. */
+static json_object *request(const char *path, json_object *req, int timeout_s)
 {
     int fd = connect_socket(path);
     if (fd < 0) {
         fprintf(stderr, "ingest-hostctl: daemon unreachable at %s: %s\n", path, strerror(errno));
+        json_object_put(req);
         return NULL;
     }
-    json_object *req = json_object_new_object();
-    json_object_object_add(req, "cmd", json_object_new_string(cmd));
     char *line = NULL;
     if (asprintf(&line, "%s\n", json_object_to_json_string_ext(req, JSON_C_TO_STRING_PLAIN)) < 0)
         line = NULL;
@@ -309,59 +350,213 @@ static int print_ping(json_object *result, const options *o)
     return 0;
 }
 
-int main(int argc, char **argv)
+/* Secrets come from stdin, never from the command line (visible in ps). */
+static json_object *read_secrets(void)
 {
-    static const struct option opts[] = {
-        {"socket", required_argument, NULL, 's'}, {"config", required_argument, NULL, 'c'},
-        {"json", no_argument, NULL, 'j'},         {"timeout", required_argument, NULL, 't'},
-        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
-    options o = {.timeout_s = 60};
+    if (isatty(STDIN_FILENO))
+        return json_object_new_object();
+    json_tokener *tok = json_tokener_new();
+    json_object *obj = NULL;
+    char buf[4096];
+    size_t n;
+    enum json_tokener_error jerr = json_tokener_continue;
+    while (jerr == json_tokener_continue && (n = fread(buf, 1, sizeof buf, stdin)) > 0) {
+        obj = json_tokener_parse_ex(tok, buf, (int)n);
+        jerr = json_tokener_get_error(tok);
+    }
+    if (jerr == json_tokener_continue) /* stdin ended: empty input means no secrets */
+        obj = tok->char_offset == 0 ? json_object_new_object() : NULL;
+    json_tokener_free(tok);
+    if (!obj || !json_object_is_type(obj, json_type_object)) {
+        fprintf(stderr, "ingest-hostctl: stdin must hold a JSON object of secrets, e.g. "
+                        "{\"access_token\": \"...\"}\n");
+        json_object_put(obj);
+        return NULL;
+    }
+    return obj;
+}
+
+static json_object *build_connection_add(const options *o)
+{
+    if (!o->tenant) {
+        fprintf(stderr, "ingest-hostctl: connection-add needs --tenant UUID\n");
+        return NULL;
+    }
+    json_object *config = NULL;
+    if (o->config_json && !(config = json_tokener_parse(o->config_json))) {
+        fprintf(stderr, "ingest-hostctl: --config is not valid JSON\n");
+        return NULL;
+    }
+    json_object *secrets = read_secrets();
+    if (!secrets) {
+        json_object_put(config);
+        return NULL;
+    }
+    json_object *req = json_object_new_object();
+    json_object_object_add(req, "provider", json_object_new_string(o->args[0]));
+    json_object_object_add(req, "tenant_id", json_object_new_string(o->tenant));
+    if (o->name)
+        json_object_object_add(req, "name", json_object_new_string(o->name));
+    if (o->auth_kind)
+        json_object_object_add(req, "auth_kind", json_object_new_string(o->auth_kind));
+    if (config)
+        json_object_object_add(req, "config", config);
+    json_object_object_add(req, "secrets", secrets);
+    return req;
+}
+
+static int print_connection(json_object *result, const options *o)
+{
+    if (o->json)
+        print_json(result);
+    else
+        printf("%s\n", str(result, "id"));
+    return 0;
+}
+
+static int print_rotate(json_object *result, const options *o)
+{
+    long long failed = num(result, "failed");
+    if (o->json)
+        print_json(result);
+    else
+        printf("re-encrypted %lld secret(s) under key %s%s\n", num(result, "rotated"),
+               str(result, "key_id"), failed ? "" : "; none left under older keys");
+    if (failed && !o->json)
+        printf("%lld secret(s) could not be decrypted with any configured key\n", failed);
+    return failed ? EXIT_FAILED : 0;
+}
+
+/* migrate talks to PostgreSQL directly so a deploy can run it before start. */
+static int run_migrate(const options *o)
+{
+    hostd_config *cfg = load_config(o);
+    if (!cfg)
+        return EXIT_USAGE;
+    PGconn *conn = PQconnectdb(cfg->database_url);
+    config_free(cfg);
+    if (PQstatus(conn) != CONNECTION_OK) {
+        fprintf(stderr, "ingest-hostctl: cannot connect to the database: %s", PQerrorMessage(conn));
+        PQfinish(conn);
+        return EXIT_UNREACHABLE;
+    }
+    PQsetNoticeProcessor(conn, ignore_notice, NULL);
+    char err[1024];
+    int applied = 0;
+    int rc = migrations_apply(conn, &applied, err, sizeof err);
+    PQfinish(conn);
+    if (rc < 0) {
+        fprintf(stderr, "ingest-hostctl: migration failed: %s\n", err);
+        return EXIT_FAILED;
+    }
+    if (o->json)
+        printf("{\"applied\": %d, \"version\": %d}\n", applied, migrations_latest());
+    else
+        printf("applied %d migration(s); schema at version %d\n", applied, migrations_latest());
+    return 0;
+}
+
+/* Options are accepted before and after the command. */
+static int parse_options(int argc, char **argv, options *o)
+{
+    static const struct option opts[] = {{"socket", required_argument, NULL, 's'},
+                                         {"config", required_argument, NULL, 'c'},
+                                         {"json", no_argument, NULL, 'j'},
+                                         {"timeout", required_argument, NULL, 't'},
+                                         {"tenant", required_argument, NULL, 'T'},
+                                         {"name", required_argument, NULL, 'N'},
+                                         {"auth-kind", required_argument, NULL, 'A'},
+                                         {"config-json", required_argument, NULL, 'C'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
     int opt;
     while ((opt = getopt_long(argc, argv, "s:c:jt:h", opts, NULL)) != -1) {
         switch (opt) {
         case 's':
-            o.socket_path = optarg;
+            o->socket_path = optarg;
             break;
         case 'c':
-            o.config_path = optarg;
+            o->config_path = optarg;
             break;
         case 'j':
-            o.json = 1;
+            o->json = 1;
             break;
         case 't':
-            o.timeout_s = atoi(optarg);
-            if (o.timeout_s <= 0) {
+            o->timeout_s = atoi(optarg);
+            if (o->timeout_s <= 0) {
                 fprintf(stderr, "ingest-hostctl: --timeout needs a positive number\n");
-                return EXIT_USAGE;
+                return -1;
             }
+            break;
+        case 'T':
+            o->tenant = optarg;
+            break;
+        case 'N':
+            o->name = optarg;
+            break;
+        case 'A':
+            o->auth_kind = optarg;
+            break;
+        case 'C':
+            o->config_json = optarg;
             break;
         case 'h':
             usage(stdout);
-            return 0;
+            exit(0);
         default:
-            usage(stderr);
-            return EXIT_USAGE;
+            return -1;
         }
     }
-    if (argc - optind != 1) {
-        if (argc - optind > 1)
-            fprintf(stderr, "ingest-hostctl: unexpected argument '%s'\n", argv[optind + 1]);
+    return 0;
+}
+
+static const command *find_command(const char *name)
+{
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        if (strcmp(commands[i].name, name) == 0)
+            return &commands[i];
+    return NULL;
+}
+
+int main(int argc, char **argv)
+{
+    options o = {.timeout_s = 60};
+    if (parse_options(argc, argv, &o) < 0) {
         usage(stderr);
         return EXIT_USAGE;
     }
-    const command *cmd = NULL;
-    for (size_t i = 0; i < N_COMMANDS; i++)
-        if (strcmp(commands[i].name, argv[optind]) == 0)
-            cmd = &commands[i];
+    if (optind >= argc) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    const command *cmd = find_command(argv[optind]);
     if (!cmd) {
         fprintf(stderr, "ingest-hostctl: unknown command '%s'\n", argv[optind]);
         usage(stderr);
         return EXIT_USAGE;
     }
-    char *path = resolve_socket(&o);
-    if (!path)
+    o.args = argv + optind + 1;
+    o.n_args = argc - optind - 1;
+    if (o.n_args != cmd->n_args) {
+        if (o.n_args > cmd->n_args)
+            fprintf(stderr, "ingest-hostctl: unexpected argument '%s'\n", o.args[cmd->n_args]);
+        else
+            fprintf(stderr, "ingest-hostctl: %s needs %d argument(s)\n", cmd->name, cmd->n_args);
+        usage(stderr);
         return EXIT_USAGE;
-    json_object *reply = request(path, cmd->name, o.timeout_s);
+    }
+    if (!cmd->wire)
+        return run_migrate(&o);
+    json_object *req = cmd->build ? cmd->build(&o) : json_object_new_object();
+    if (!req)
+        return EXIT_USAGE;
+    json_object_object_add(req, "cmd", json_object_new_string(cmd->wire));
+    char *path = resolve_socket(&o);
+    if (!path) {
+        json_object_put(req);
+        return EXIT_USAGE;
+    }
+    json_object *reply = request(path, req, o.timeout_s);
     free(path);
     if (!reply)
         return EXIT_UNREACHABLE;

@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "crypto.h"
 #include "ingest/plugin.h"
 #include "loop.h"
 #include "metrics.h"
@@ -43,11 +44,21 @@ typedef struct hostd {
     atomic_int plugins_loaded; /* the first scan has finished */
     int64_t started_us;
     const ingest_host_api *api;
+    /* Current keyring; replaced on reload. Retired ones stay allocated until
+     * exit because a worker may still be using one. */
+    _Atomic(crypto_keyring *) keyring;
+    crypto_keyring **retired_keyrings;
+    size_t n_retired_keyrings;
 
     ingest_metric *m_reloads_ok, *m_reloads_failed;
 } hostd;
 
 /* Begin a graceful shutdown (idempotent). Loop thread. */
 void hostd_begin_shutdown(hostd *h, const char *why);
+
+/* Build the keyring the config describes; NULL with a reason in err. */
+crypto_keyring *hostd_load_keyring(const hostd_config *cfg, char *err, size_t err_len);
+/* Install a new keyring (loop thread); the old one is retired. */
+void hostd_set_keyring(hostd *h, crypto_keyring *kr);
 
 #endif

@@ -91,6 +91,35 @@ static void on_drain_timer(evutil_socket_t fd, short what, void *arg)
     reload_collect_drained(arg, 0);
 }
 
+crypto_keyring *hostd_load_keyring(const hostd_config *cfg, char *err, size_t err_len)
+{
+    return crypto_keyring_load(cfg->crypto_key, cfg->crypto_key_file, cfg->crypto_previous_keys,
+                               err, err_len);
+}
+
+void hostd_set_keyring(hostd *h, crypto_keyring *kr)
+{
+    crypto_keyring *old = atomic_exchange(&h->keyring, kr);
+    if (!old)
+        return;
+    crypto_keyring **grown =
+        realloc(h->retired_keyrings, (h->n_retired_keyrings + 1) * sizeof *grown);
+    if (grown) {
+        h->retired_keyrings = grown;
+        h->retired_keyrings[h->n_retired_keyrings++] = old;
+    }
+}
+
+static void free_keyrings(hostd *h)
+{
+    crypto_keyring_free(atomic_exchange(&h->keyring, NULL));
+    for (size_t i = 0; i < h->n_retired_keyrings; i++)
+        crypto_keyring_free(h->retired_keyrings[i]);
+    free(h->retired_keyrings);
+    h->retired_keyrings = NULL;
+    h->n_retired_keyrings = 0;
+}
+
 static int make_runtime_dir(hostd *h, char *err, size_t err_len)
 {
     const char *base = h->cfg->runtime_dir[0] ? h->cfg->runtime_dir : getenv("TMPDIR");
@@ -175,6 +204,7 @@ static void teardown(hostd *h, struct event **events, size_t n_events)
         util_rmdir_flat(h->runtime_dir);
     free(h->runtime_dir);
     config_free(h->cfg);
+    free_keyrings(h);
     event_base_free(h->base);
     libevent_global_shutdown();
 }
@@ -273,9 +303,17 @@ int main(int argc, char **argv)
         fprintf(stderr, "ingest-hostd: invalid configuration: %s\n", err);
         return EXIT_CONFIG;
     }
+    crypto_keyring *kr = hostd_load_keyring(h.cfg, err, sizeof err);
+    if (!kr) {
+        fprintf(stderr, "ingest-hostd: invalid configuration: %s\n", err);
+        config_free(h.cfg);
+        return EXIT_CONFIG;
+    }
+    h.keyring = kr;
     if (check_only) {
         printf("configuration %s is valid\n", config_path ? config_path : "(defaults)");
         config_free(h.cfg);
+        free_keyrings(&h);
         return 0;
     }
     log_setup(STDERR_FILENO, (ingest_log_level)log_level_parse(h.cfg->log_level));
@@ -283,6 +321,7 @@ int main(int argc, char **argv)
     if (evthread_use_pthreads() < 0) {
         log_error("libevent has no pthreads support");
         config_free(h.cfg);
+        free_keyrings(&h);
         return EXIT_START;
     }
     h.started_us = util_now_us();

@@ -32,8 +32,9 @@ typedef struct action {
 } action;
 
 typedef struct plan {
-    hostd_config *cfg; /* the new config; NULL when it was invalid */
-    char error[1024];  /* why nothing changed */
+    hostd_config *cfg;       /* the new config; NULL when it was invalid */
+    crypto_keyring *keyring; /* built from cfg */
+    char error[1024];        /* why nothing changed */
     action *actions;
 } plan;
 
@@ -84,6 +85,7 @@ static void free_plan(plan *p)
         free(a);
     }
     config_free(p->cfg);
+    crypto_keyring_free(p->keyring);
     free(p);
 }
 
@@ -208,6 +210,12 @@ static plan *prepare(hostd *h)
     p->cfg = config_load(h->config_path, p->error, sizeof p->error);
     if (!p->cfg)
         return p;
+    p->keyring = hostd_load_keyring(p->cfg, p->error, sizeof p->error);
+    if (!p->keyring) {
+        config_free(p->cfg);
+        p->cfg = NULL;
+        return p;
+    }
     size_t n = 0;
     char **files = scan_dir(p->cfg->plugin_dir, &n, p->error, sizeof p->error);
     if (!files) {
@@ -342,6 +350,8 @@ static json_object *apply(hostd *h, plan *p)
         p->cfg = NULL;
     }
     log_set_level((ingest_log_level)log_level_parse(h->cfg->log_level));
+    hostd_set_keyring(h, p->keyring);
+    p->keyring = NULL;
     for (action *a = p->actions; a; a = a->next)
         apply_action(h, a, report);
     metrics_add(h->m_reloads_ok, 1);

@@ -9,6 +9,7 @@
 
 #include "instance.h"
 #include "log.h"
+#include "secrets.h"
 #include "store.h"
 #include "util.h"
 
@@ -224,6 +225,22 @@ int run_cursor_set(ingest_run *run, const char *stream, const char *value)
 }
 
 int run_flush(ingest_run *run) { return commit(run, NULL); }
+
+int run_secret_get(ingest_run *run, const char *field, char **value)
+{
+    *value = NULL;
+    if (!field || !*field)
+        return run_fail(run, INGEST_EINVAL, "secret_get needs a field name");
+    if (!run->connection_id)
+        return run_fail(run, INGEST_ENOTFOUND, "this run has no connection, so no secrets");
+    hostd *h = run->inst->host;
+    char err[512];
+    int rc = secrets_get(h->store, atomic_load(&h->keyring), run->inst->name, run->connection_id,
+                         field, value, err, sizeof err);
+    if (rc != INGEST_OK)
+        run_fail(run, rc, "%s", err);
+    return rc;
+}
 
 int run_finish(ingest_run *run, int status)
 {

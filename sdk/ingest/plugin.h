@@ -399,6 +399,17 @@ typedef struct ingest_host_api {
     int (*parse_time)(const char *text, int64_t *out_us);
     /* Format unix µs as RFC 3339 UTC with microseconds into out[32]. */
     void (*format_time)(int64_t us, char out[32]);
+
+    /* --- Secrets --------------------------------------------------------
+     * Decrypt one secret ("access_token", "refresh_token", "api_key", ...)
+     * of the run's connection. Only the connection the run belongs to, and
+     * only if it is a connection of this plugin, can be read. On success
+     * *value is a host-allocated NUL-terminated string: release it with
+     * api->secret_free (which wipes it) as soon as it is used, and never log
+     * it. INGEST_ENOTFOUND when the connection has no such secret (or the
+     * run has no connection), INGEST_EAUTH when it cannot be decrypted. */
+    int (*secret_get)(ingest_run *run, const char *field, char **value);
+    void (*secret_free)(char *value);
 } ingest_host_api;
 
 /* True when the host's table is new enough to carry `member` and fills it. */

@@ -39,6 +39,7 @@ typedef struct test_conf {
     int64_t sync_page_size;
     int64_t sync_page_sleep_ms;
     int sync_fail;
+    const char *sync_secret;
 } test_conf;
 
 static const ingest_config_field test_config[] = {
@@ -155,6 +156,15 @@ static int test_sync(ingest_run *run, void *state, const ingest_job *job)
         api->log(st->ctx, run, INGEST_LOG_WARN, "failing on purpose (sync_fail)");
         return INGEST_EIO;
     }
+    char secret_hash[65] = "";
+    if (st->conf->sync_secret) {
+        char *secret = NULL;
+        int src = api->secret_get(run, st->conf->sync_secret, &secret);
+        if (src != INGEST_OK)
+            return src;
+        api->sha256_hex(secret, strlen(secret), secret_hash);
+        api->secret_free(secret);
+    }
     char *cursor = NULL;
     int rc = job->full_refresh ? INGEST_OK : api->cursor_get(run, job->stream, &cursor);
     if (rc != INGEST_OK)
@@ -170,8 +180,9 @@ static int test_sync(ingest_run *run, void *state, const ingest_job *job)
             char key[128], payload[256];
             snprintf(key, sizeof key, "%s:%lld", scope, seq);
             snprintf(payload, sizeof payload,
-                     "{\"seq\":%lld,\"job\":\"%s\",\"attempt\":%d,\"version\":\"%s\"}", seq,
-                     job->job_id, job->attempt, PLUGIN_VERSION);
+                     "{\"seq\":%lld,\"job\":\"%s\",\"attempt\":%d,\"version\":\"%s\","
+                     "\"secret_sha256\":\"%s\"}",
+                     seq, job->job_id, job->attempt, PLUGIN_VERSION, secret_hash);
             ingest_signal sig = {.hdr = INGEST_ABI_HEADER(ingest_signal),
                                  .kind = "test.synced",
                                  .dedupe_key = key,

@@ -1,0 +1,75 @@
+/* admin.c — validate the request, call the store module, shape the answer. */
+#include "admin.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "log.h"
+#include "secrets.h"
+#include "util.h"
+
+static const char *get_str(json_object *o, const char *key)
+{
+    json_object *v = NULL;
+    if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_string))
+        return NULL;
+    return json_object_get_string(v);
+}
+
+static json_object *get_obj(json_object *o, const char *key)
+{
+    json_object *v = NULL;
+    if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_object))
+        return NULL;
+    return v;
+}
+
+json_object *admin_connection_add(hostd *h, json_object *req, char *err, size_t err_len)
+{
+    const char *tenant = get_str(req, "tenant_id");
+    const char *provider = get_str(req, "provider");
+    const char *auth_kind = get_str(req, "auth_kind");
+    json_object *secrets = get_obj(req, "secrets");
+    json_object *any = NULL;
+    if (!util_is_uuid(tenant)) {
+        snprintf(err, err_len, "tenant_id must be a UUID");
+        return NULL;
+    }
+    if (!provider || !*provider) {
+        snprintf(err, err_len, "provider is required");
+        return NULL;
+    }
+    if (json_object_object_get_ex(req, "secrets", &any) && !secrets) {
+        snprintf(err, err_len, "secrets must be an object of field: \"value\"");
+        return NULL;
+    }
+    char id[37] = "";
+    int rc = secrets_create_connection(h->store, atomic_load(&h->keyring), tenant, provider,
+                                       auth_kind ? auth_kind : "token", get_str(req, "name"),
+                                       get_obj(req, "config"), secrets, id, err, err_len);
+    if (rc != INGEST_OK)
+        return NULL;
+    log_write(INGEST_LOG_INFO, &(log_fields){.plugin = provider, .tenant = tenant},
+              "connection %s created with %d encrypted secret(s)", id,
+              secrets ? json_object_object_length(secrets) : 0);
+    json_object *out = json_object_new_object();
+    json_object_object_add(out, "id", json_object_new_string(id));
+    return out;
+}
+
+json_object *admin_rotate_key(hostd *h, json_object *req, char *err, size_t err_len)
+{
+    (void)req;
+    const crypto_keyring *kr = atomic_load(&h->keyring);
+    long long rotated = 0, failed = 0;
+    if (secrets_rotate(h->store, kr, &rotated, &failed, err, err_len) != INGEST_OK)
+        return NULL;
+    log_info("rotate-key: %lld secret(s) re-encrypted under key %s, %lld could not be "
+             "decrypted",
+             rotated, crypto_primary_id(kr), failed);
+    json_object *out = json_object_new_object();
+    json_object_object_add(out, "key_id", json_object_new_string(crypto_primary_id(kr)));
+    json_object_object_add(out, "rotated", json_object_new_int64(rotated));
+    json_object_object_add(out, "failed", json_object_new_int64(failed));
+    return out;
+}

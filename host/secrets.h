@@ -1,0 +1,39 @@
+/* secrets.h — connection records and their encrypted secrets in PostgreSQL.
+ * Values are sealed with the daemon's keyring before they leave this module
+ * and opened only for the plugin that owns the connection. Blocking: workers. */
+#ifndef HOSTD_SECRETS_H
+#define HOSTD_SECRETS_H
+
+#include <json-c/json.h>
+#include <stddef.h>
+
+#include "crypto.h"
+#include "store.h"
+
+/* Create a connection and store each string member of `secrets` (field ->
+ * value) encrypted, in one transaction. config/metadata may be NULL. id_out
+ * receives the new id (37 bytes). */
+int secrets_create_connection(store *st, const crypto_keyring *kr, const char *tenant_id,
+                              const char *provider, const char *auth_kind, const char *name,
+                              json_object *config, json_object *secrets, char *id_out, char *err,
+                              size_t err_len);
+
+/* Store (insert or replace) one secret of a connection. */
+int secrets_put(store *st, const crypto_keyring *kr, const char *connection_id, const char *field,
+                const char *value, char *err, size_t err_len);
+
+/* Decrypt one secret of a connection that belongs to `provider`. A connection
+ * of another provider reads as not found. *value is malloc'd; wipe and free
+ * it with crypto_wipe_free. INGEST_ENOTFOUND, INGEST_EAUTH (cannot decrypt:
+ * unknown key or tampered), INGEST_EIO. */
+int secrets_get(store *st, const crypto_keyring *kr, const char *provider,
+                const char *connection_id, const char *field, char **value, char *err,
+                size_t err_len);
+
+/* Re-encrypt every secret not under the primary key, in batches, each batch
+ * in its own transaction (no downtime: readers keep working with either key).
+ * *rotated and *failed count values. */
+int secrets_rotate(store *st, const crypto_keyring *kr, long long *rotated, long long *failed,
+                   char *err, size_t err_len);
+
+#endif
