@@ -118,7 +118,7 @@ static json_object *build_provenance(ingest_run *run, const ingest_signal *s, js
     add_str(p, "source_type", s->source_type);
     add_str(p, "source_uri", s->source_uri);
     add_str(p, "content_sha256", digest);
-    add_str(p, "ingested_at", now);
+    add_str(p, "observed_at", now); /* ingested_at is added by the store at commit */
     add_str(p, "batch_id", run->batch_id);
     add_str(p, "job_id", run->job_id);
     add_str(p, "delivery_id", run->delivery_id);

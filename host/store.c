@@ -58,7 +58,9 @@ static const char insert_signals_sql[] =
     "INSERT INTO signals (tenant_id, connection_id, source, kind, occurred_at, dedupe_key,"
     " payload, raw, provenance)"
     " SELECT tenant_id, connection_id, source, kind, occurred_at, dedupe_key, payload, raw,"
-    " provenance FROM json_to_recordset($1::json) AS r(tenant_id uuid, connection_id uuid,"
+    /* ingested_at is the commit's own time, so it is true of every stored row. */
+    " provenance || jsonb_build_object('ingested_at', now()) FROM json_to_recordset($1::json) AS "
+    "r(tenant_id uuid, connection_id uuid,"
     " source text, kind text, occurred_at timestamptz, dedupe_key text, payload jsonb,"
     " raw jsonb, provenance jsonb)"
     " ON CONFLICT (tenant_id, source, dedupe_key) DO NOTHING";
