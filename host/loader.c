@@ -206,12 +206,14 @@ instance *loader_load(hostd *h, const hostd_config *cfg, const char *path, const
     inst->file = strdup(path);
     if (!inst->name || !inst->file)
         goto fail_oom;
-    if (util_sha256_file(path, inst->sha256) < 0) {
-        snprintf(err, err_len, "cannot read %s: %s", path, strerror(errno));
-        goto fail;
-    }
     if (copy_private(h, path, name, &inst->copy_path, err, err_len) < 0)
         goto fail;
+    /* Hash the copy: it is exactly the code that runs, even if the original
+     * is replaced while we load. */
+    if (util_sha256_file(inst->copy_path, inst->sha256) < 0) {
+        snprintf(err, err_len, "cannot read %s: %s", inst->copy_path, strerror(errno));
+        goto fail;
+    }
     inst->dl = dlopen(inst->copy_path, RTLD_NOW | RTLD_LOCAL);
     if (!inst->dl) {
         const char *why = dlerror();

@@ -127,8 +127,23 @@ char *log_redact(const char *text)
     if (!out)
         return NULL;
     pthread_mutex_lock(&redact_lock);
-    for (size_t i = 0; i < redact_count; i++)
-        replace_all(&out, redact_list[i]);
+    /* Longest first: a secret that is a prefix of another must not leave the
+     * longer one's tail behind. */
+    size_t done_len = (size_t)-1;
+    for (size_t pass = 0; pass < redact_count; pass++) {
+        size_t best = redact_count, best_len = 0;
+        for (size_t i = 0; i < redact_count; i++) {
+            size_t len = strlen(redact_list[i]);
+            if (len < done_len && len > best_len)
+                best = i, best_len = len;
+        }
+        if (best == redact_count)
+            break;
+        for (size_t i = 0; i < redact_count; i++)
+            if (strlen(redact_list[i]) == best_len)
+                replace_all(&out, redact_list[i]);
+        done_len = best_len;
+    }
     pthread_mutex_unlock(&redact_lock);
     return out;
 }

@@ -242,21 +242,48 @@ static void tb_printf(text_buf *tb, const char *fmt, ...)
     }
 }
 
+/* Shortest text that reads back as the same double: 0.1, not 0.10000000000000001. */
+static void format_number(double v, char out[32])
+{
+    for (int precision = 15; precision <= 17; precision++) {
+        snprintf(out, 32, "%.*g", precision, v);
+        if (strtod(out, NULL) == v)
+            return;
+    }
+}
+
+/* HELP text escapes backslash and newline (exposition format 0.0.4). */
+static void tb_help(text_buf *tb, const char *help)
+{
+    for (const char *p = help; *p; p++) {
+        if (*p == '\\')
+            tb_printf(tb, "\\\\");
+        else if (*p == '\n')
+            tb_printf(tb, "\\n");
+        else
+            tb_printf(tb, "%c", *p);
+    }
+}
+
 static void render_series(text_buf *tb, ingest_metric *m)
 {
+    char num[32];
     const char *l = m->labels;
     pthread_mutex_lock(&m->lock);
     if (m->type != METRIC_HISTOGRAM) {
-        tb_printf(tb, "%s%s%s%s %.17g\n", m->name, *l ? "{" : "", l, *l ? "}" : "", m->value);
+        format_number(m->value, num);
+        tb_printf(tb, "%s%s%s%s %s\n", m->name, *l ? "{" : "", l, *l ? "}" : "", num);
     } else {
         unsigned long long cumulative = 0;
         for (size_t i = 0; i < m->n_bounds; i++) {
             cumulative += m->buckets[i];
-            tb_printf(tb, "%s_bucket{%s%sle=\"%.17g\"} %llu\n", m->name, l, *l ? "," : "",
-                      m->bounds[i], cumulative);
+            format_number(m->bounds[i], num);
+            tb_printf(tb, "%s_bucket{%s%sle=\"%s\"} %llu\n", m->name, l, *l ? "," : "", num,
+                      cumulative);
         }
         tb_printf(tb, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", m->name, l, *l ? "," : "", m->count);
-        tb_printf(tb, "%s_sum%s%s%s %.17g\n", m->name, *l ? "{" : "", l, *l ? "}" : "", m->sum);
+        format_number(m->sum, num);
+        tb_printf(tb, "%s_sum%s%s%s %s\n", m->name, *l ? "{" : "", l, *l ? "}" : "", num);
         tb_printf(tb, "%s_count%s%s%s %llu\n", m->name, *l ? "{" : "", l, *l ? "}" : "", m->count);
     }
     pthread_mutex_unlock(&m->lock);
@@ -277,8 +304,9 @@ char *metrics_render(metrics_registry *reg)
                 seen = 1;
         if (seen || first->hidden)
             continue;
-        tb_printf(&tb, "# HELP %s %s\n# TYPE %s %s\n", first->name, first->help, first->name,
-                  type_name(first->type));
+        tb_printf(&tb, "# HELP %s ", first->name);
+        tb_help(&tb, first->help);
+        tb_printf(&tb, "\n# TYPE %s %s\n", first->name, type_name(first->type));
         for (ingest_metric *m = first; m; m = m->next)
             if (!m->hidden && strcmp(m->name, first->name) == 0 && m->type == first->type)
                 render_series(&tb, m);

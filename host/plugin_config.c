@@ -3,6 +3,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <json-c/json.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -143,11 +144,13 @@ static int put_list(build_ctx *b, const ingest_config_field *f, char **items, si
     /* items and the strings are already owned; store the view and fingerprint. */
     ingest_string_list list = {(const char *const *)items, count};
     memcpy((char *)b->conf->data + f->offset, &list, sizeof list);
-    char *joined = util_join(items, count, ",");
-    if (!joined)
-        return fail(b, line, f->key, "out of memory");
-    int rc = fp_append(b, f->key, joined);
-    free(joined);
+    /* JSON keeps ["a,b"] and ["a", "b"] apart. */
+    json_object *arr = json_object_new_array();
+    for (size_t i = 0; arr && i < count; i++)
+        json_object_array_add(arr, json_object_new_string(items[i]));
+    int rc = arr ? fp_append(b, f->key, json_object_to_json_string_ext(arr, JSON_C_TO_STRING_PLAIN))
+                 : fail(b, line, f->key, "out of memory");
+    json_object_put(arr);
     return rc;
 }
 
@@ -317,7 +320,8 @@ static ingest_config_field *copy_schema(build_ctx *b, const ingest_config_field 
     for (size_t i = 0; i < n; i++) {
         memcpy(&out[i], (const char *)fields + i * field_size, take);
         size_t sz = type_size(out[i].type);
-        if (!valid_key_name(out[i].key) || sz == 0 || out[i].offset + sz > b->conf_size) {
+        if (!valid_key_name(out[i].key) || sz == 0 || out[i].offset > b->conf_size ||
+            sz > b->conf_size - out[i].offset) {
             snprintf(b->err, b->err_len,
                      "plugin %s declares an invalid config field #%zu (%s): bad key, type or "
                      "offset",

@@ -34,8 +34,10 @@ uint32_t scheduler_next_delay_ms(uint32_t interval_ms, int consecutive_failures,
     for (int i = 0; i < consecutive_failures && delay < (uint64_t)interval_ms * MAX_BACKOFF_FACTOR;
          i++)
         delay *= 2;
-    if (delay > MAX_DELAY_MS)
-        delay = MAX_DELAY_MS;
+    /* Backoff stops growing at an hour, but never shortens a longer interval. */
+    uint64_t cap = interval_ms > MAX_DELAY_MS ? interval_ms : MAX_DELAY_MS;
+    if (delay > cap)
+        delay = cap;
     double jitter = 0.9 + 0.2 * rand01;
     uint64_t out = (uint64_t)((double)delay * jitter);
     return out ? (uint32_t)out : 1;

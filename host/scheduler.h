@@ -17,8 +17,10 @@ void scheduler_stop(instance *inst);
 /* Free schedules; timers must be stopped and no tick running. */
 void scheduler_free(instance *inst);
 
-/* Next delay for a schedule: interval doubled per consecutive failure (capped
- * at 32x and one hour), then ±10 % jitter drawn from rand01 in [0, 1). */
+/* Next delay for a schedule: interval doubled per consecutive failure (the
+ * growth stops at 32x or at one hour, whichever comes first; an interval
+ * longer than an hour is never shortened), then ±10 % jitter drawn from
+ * rand01 in [0, 1). */
 uint32_t scheduler_next_delay_ms(uint32_t interval_ms, int consecutive_failures, double rand01);
 
 #endif

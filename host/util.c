@@ -154,11 +154,13 @@ int util_parse_time(const char *text, int64_t *out_us)
     tm.tm_mday = day;
     tm.tm_hour = hh;
     tm.tm_min = mm;
-    tm.tm_sec = ss;
+    /* A leap second (:60) is read as the first second of the next minute. */
+    int leap = ss == 60;
+    tm.tm_sec = leap ? 59 : ss;
     time_t secs = timegm(&tm);
     if (tm.tm_mday != day) /* timegm normalised an impossible date like Feb 30 */
         return -1;
-    *out_us = ((int64_t)secs - offset_s) * 1000000 + frac_us;
+    *out_us = ((int64_t)secs + leap - offset_s) * 1000000 + frac_us;
     return 0;
 }
 
