@@ -47,10 +47,6 @@ static inline void unit_assert_not_contains(const char *hay, const char *needle,
     }
 }
 
-/* Tests that demonstrate a known host bug are skipped unless
- * UNIT_KNOWN_BUGS=1 is set, so the suite stays green while the bug is open;
- * run with the variable set to see them fail. */
-
 /* A fresh private directory under $TMPDIR (or /tmp); caller frees the path. */
 static inline char *unit_make_temp_dir(const char *tag)
 {
