@@ -13,8 +13,10 @@ typedef struct backoff_policy {
 /* The default: base 1 s, cap 60 s, ±25 %. */
 extern const backoff_policy backoff_default;
 
-/* Delay before retry number `retry` (1 = first retry): base * 2^(retry-1),
- * jittered by ±jitter using rand01 in [0, 1), then capped. */
+/* Delay before retry number `retry` (1 = first retry): min(base * 2^(retry-1),
+ * cap), jittered by ±jitter using rand01 in [0, 1), and never above cap. At
+ * the cap delays still vary (cap * (1 - jitter) .. cap) so that many jobs
+ * failing together do not retry in lockstep. */
 int64_t backoff_delay_ms(const backoff_policy *p, int retry, double rand01);
 
 #endif
