@@ -13,6 +13,9 @@
 
 typedef enum { KEY_STRING, KEY_INT } key_type;
 
+/* Checks a string value; returns NULL if fine, else why not. */
+typedef const char *(*value_check)(const char *value);
+
 typedef struct key_spec {
     const char *key;
     key_type type;
@@ -20,21 +23,25 @@ typedef struct key_spec {
     const char *default_value;
     long min, max; /* INT bounds */
     int restart;   /* a change only takes effect after a restart */
+    value_check check;
 } key_spec;
 
-#define STR(k, def, restart)                                                                       \
-    {                                                                                              \
-#k, KEY_STRING, offsetof(hostd_config, k), def, 0, 0, restart                              \
-    }
-#define INT(k, def, lo, hi, restart)                                                               \
-    {                                                                                              \
-#k, KEY_INT, offsetof(hostd_config, k), #def, lo, hi, restart                              \
-    }
+static const char *check_listen(const char *value);
+static const char *check_log_level(const char *value);
+static const char *check_not_empty(const char *value);
+
+/* clang-format off */
+#define STR(k, def, restart) {#k, KEY_STRING, offsetof(hostd_config, k), def, 0, 0, restart, NULL}
+#define STRC(k, def, restart, check) \
+    {#k, KEY_STRING, offsetof(hostd_config, k), def, 0, 0, restart, check}
+#define INT(k, def, lo, hi, restart) \
+    {#k, KEY_INT, offsetof(hostd_config, k), #def, lo, hi, restart, NULL}
+/* clang-format on */
 
 static const key_spec key_specs[] = {
-    STR(listen, "127.0.0.1:8080", 1),
-    STR(plugin_dir, INGEST_DEFAULT_PLUGIN_DIR, 0),
-    STR(control_socket, "/run/ingest/hostd.sock", 1),
+    STRC(listen, "127.0.0.1:8080", 1, check_listen),
+    STRC(plugin_dir, INGEST_DEFAULT_PLUGIN_DIR, 0, check_not_empty),
+    STRC(control_socket, "/run/ingest/hostd.sock", 1, check_not_empty),
     STR(runtime_dir, "", 1),
     INT(workers, 4, 1, 256, 1),
     INT(work_queue, 1024, 16, 1000000, 1),
@@ -45,7 +52,7 @@ static const key_spec key_specs[] = {
     STR(crypto_key_file, "", 0),
     STR(crypto_previous_keys, "", 0),
     STR(operator_token, "", 0),
-    STR(log_level, "info", 0),
+    STRC(log_level, "info", 0, check_log_level),
     INT(shutdown_timeout_s, 30, 0, 3600, 0),
     INT(drain_timeout_s, 60, 1, 86400, 0),
     INT(max_body_bytes, 1048576, 1024, 67108864, 0),
@@ -81,6 +88,23 @@ static int set_string(hostd_config *cfg, const key_spec *k, const char *value)
         return -1;
     free(*str_slot(cfg, k));
     *str_slot(cfg, k) = copy;
+    return 0;
+}
+
+/* Set a string key, checking its value; `where` names the file:line or the
+ * environment variable so the message says where the bad value came from. */
+static int set_checked_string(hostd_config *cfg, const key_spec *k, const char *value,
+                              const char *where, char *err, size_t err_len)
+{
+    const char *why = k->check ? k->check(value) : NULL;
+    if (why) {
+        snprintf(err, err_len, "%s: key '%s': '%s' %s", where, k->key, value, why);
+        return -1;
+    }
+    if (set_string(cfg, k, value) < 0) {
+        snprintf(err, err_len, "out of memory");
+        return -1;
+    }
     return 0;
 }
 
@@ -145,7 +169,7 @@ static int apply_setting(hostd_config *cfg, const config_setting_t *s, char *err
             snprintf(err, err_len, "%s: key '%s': expected a string", where, name);
             return -1;
         }
-        return set_string(cfg, k, config_setting_get_string(s));
+        return set_checked_string(cfg, k, config_setting_get_string(s), where, err, err_len);
     }
     if (type != CONFIG_TYPE_INT && type != CONFIG_TYPE_INT64) {
         snprintf(err, err_len, "%s: key '%s': expected an integer", where, name);
@@ -194,7 +218,7 @@ static int apply_env(hostd_config *cfg, char *err, size_t err_len)
         char where[128];
         snprintf(where, sizeof where, "environment %s", env);
         if (k->type == KEY_STRING) {
-            if (set_string(cfg, k, value) < 0)
+            if (set_checked_string(cfg, k, value, where, err, err_len) < 0)
                 return -1;
             continue;
         }
@@ -209,43 +233,48 @@ static int apply_env(hostd_config *cfg, char *err, size_t err_len)
     return 0;
 }
 
-/* Split "host:port" ("[v6]:port" too) and check the parts. */
-static int split_listen(hostd_config *cfg, char *err, size_t err_len)
+/* Split "host:port" ("[v6]:port" too). */
+static int split_host_port(const char *s, char **host_out, int *port_out)
 {
-    const char *s = cfg->listen;
     const char *colon = strrchr(s, ':');
     long port;
-    if (!colon || colon == s || parse_int(colon + 1, &port) < 0 || port < 0 || port > 65535) {
-        snprintf(err, err_len, "key 'listen': '%s' is not host:port", s);
+    if (!colon || colon == s || parse_int(colon + 1, &port) < 0 || port < 0 || port > 65535)
         return -1;
-    }
     const char *host = s;
     size_t host_len = (size_t)(colon - s);
     if (host[0] == '[' && host_len > 2 && host[host_len - 1] == ']') {
         host++;
         host_len -= 2;
     }
-    free(cfg->listen_host);
-    cfg->listen_host = strndup(host, host_len);
-    cfg->listen_port = (int)port;
-    return cfg->listen_host ? 0 : -1;
+    if (host_out && !(*host_out = strndup(host, host_len)))
+        return -1;
+    if (port_out)
+        *port_out = (int)port;
+    return 0;
 }
 
-static int validate(hostd_config *cfg, char *err, size_t err_len)
+static const char *check_listen(const char *value)
 {
-    if (split_listen(cfg, err, err_len) < 0)
-        return -1;
-    if (log_level_parse(cfg->log_level) < 0) {
-        snprintf(err, err_len, "key 'log_level': '%s' is not one of debug, info, warn, error",
-                 cfg->log_level);
-        return -1;
-    }
-    if (cfg->plugin_dir[0] == '\0') {
-        snprintf(err, err_len, "key 'plugin_dir': must not be empty");
-        return -1;
-    }
-    if (cfg->control_socket[0] == '\0') {
-        snprintf(err, err_len, "key 'control_socket': must not be empty");
+    return split_host_port(value, NULL, NULL) < 0 ? "is not host:port" : NULL;
+}
+
+static const char *check_log_level(const char *value)
+{
+    return log_level_parse(value) < 0 ? "is not one of debug, info, warn, error" : NULL;
+}
+
+static const char *check_not_empty(const char *value)
+{
+    return value[0] ? NULL : "must not be empty";
+}
+
+/* Every value was checked where it was set; derive the parts of listen. */
+static int derive(hostd_config *cfg, char *err, size_t err_len)
+{
+    free(cfg->listen_host);
+    cfg->listen_host = NULL;
+    if (split_host_port(cfg->listen, &cfg->listen_host, &cfg->listen_port) < 0) {
+        snprintf(err, err_len, "key 'listen': '%s' is not host:port", cfg->listen);
         return -1;
     }
     return 0;
@@ -266,7 +295,7 @@ hostd_config *config_load(const char *path, char *err, size_t err_len)
         return NULL;
     }
     if ((path && apply_file(cfg, err, err_len) < 0) || apply_env(cfg, err, err_len) < 0 ||
-        validate(cfg, err, err_len) < 0) {
+        derive(cfg, err, err_len) < 0) {
         config_free(cfg);
         return NULL;
     }

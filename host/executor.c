@@ -3,6 +3,7 @@
 #include "executor.h"
 
 #include <event2/event.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +31,9 @@ struct executor_state {
     atomic_int claiming; /* a claim task is queued or running */
     atomic_int heartbeating;
     int stopped;
+    pthread_mutex_t inflight_lock; /* guards inflight_ids */
+    char **inflight_ids;           /* jobs running here: the heartbeat renews these */
+    size_t n_inflight, cap_inflight;
     ingest_metric *m_started, *m_succeeded, *m_failed, *m_dead, *m_lost;
 };
 
@@ -57,6 +61,55 @@ static void collect_sync_plugins(instance *inst, void *arg)
     s->names[s->n] = strdup(inst->name);
     if (s->names[s->n])
         s->n++;
+}
+
+static void track(struct executor_state *ex, const char *job_id)
+{
+    pthread_mutex_lock(&ex->inflight_lock);
+    if (ex->n_inflight == ex->cap_inflight) {
+        size_t cap = ex->cap_inflight ? ex->cap_inflight * 2 : 16;
+        char **grown = realloc(ex->inflight_ids, cap * sizeof *grown);
+        if (grown) {
+            ex->inflight_ids = grown;
+            ex->cap_inflight = cap;
+        }
+    }
+    if (ex->n_inflight < ex->cap_inflight) {
+        char *copy = strdup(job_id);
+        if (copy)
+            ex->inflight_ids[ex->n_inflight++] = copy;
+    }
+    pthread_mutex_unlock(&ex->inflight_lock);
+}
+
+static void untrack(struct executor_state *ex, const char *job_id)
+{
+    pthread_mutex_lock(&ex->inflight_lock);
+    for (size_t i = 0; i < ex->n_inflight; i++) {
+        if (strcmp(ex->inflight_ids[i], job_id) == 0) {
+            free(ex->inflight_ids[i]);
+            ex->inflight_ids[i] = ex->inflight_ids[--ex->n_inflight];
+            break;
+        }
+    }
+    pthread_mutex_unlock(&ex->inflight_lock);
+}
+
+/* A copy of the in-flight ids (NULL-terminated), for the heartbeat. */
+static char **inflight_snapshot(struct executor_state *ex, size_t *n)
+{
+    pthread_mutex_lock(&ex->inflight_lock);
+    char **ids = calloc(ex->n_inflight + 1, sizeof *ids);
+    *n = 0;
+    for (size_t i = 0; ids && i < ex->n_inflight; i++) {
+        ids[i] = strdup(ex->inflight_ids[i]);
+        if (ids[i])
+            (*n)++;
+        else
+            break;
+    }
+    pthread_mutex_unlock(&ex->inflight_lock);
+    return ids;
 }
 
 static job_outcome outcome_of(int rc)
@@ -130,6 +183,7 @@ static void execute_job(void *arg)
                   rc == INGEST_OK ? "" : error, frc == INGEST_OK ? "" : " (outcome not recorded)");
     }
     run_free(run);
+    untrack(ex, j->id);
     instance_release(inst);
     atomic_fetch_sub(&ex->running, 1);
     free(t);
@@ -146,8 +200,10 @@ static void dispatch_claimed(hostd *h, job_row *rows, size_t n)
         if (t) {
             *t = (job_task){h, inst, rows[i]};
             atomic_fetch_add(&ex->running, 1);
+            track(ex, rows[i].id);
             if (workers_submit(h->workers, execute_job, t) == 0)
                 continue;
+            untrack(ex, rows[i].id);
             atomic_fetch_sub(&ex->running, 1);
             free(t);
         }
@@ -245,8 +301,11 @@ static void heartbeat_work(void *arg)
 {
     hostd *h = arg;
     struct executor_state *ex = (struct executor_state *)h->executor;
-    if (jobs_extend_leases(h->store, ex->owner, h->cfg->job_lease_s) != INGEST_OK)
+    size_t n = 0;
+    char **ids = inflight_snapshot(ex, &n);
+    if (ids && jobs_extend_leases(h->store, ex->owner, h->cfg->job_lease_s, ids, n) != INGEST_OK)
         log_warn("jobs: cannot renew leases; other hosts may take over running jobs");
+    util_strv_free(ids);
     loop_post(h->mailbox, heartbeat_done, h);
 }
 
@@ -268,6 +327,7 @@ int executor_start(hostd *h)
     if (!ex)
         return -1;
     ex->h = h;
+    pthread_mutex_init(&ex->inflight_lock, NULL);
     char host[64] = "localhost", id[37];
     gethostname(host, sizeof host - 1);
     util_uuid4(id);
@@ -330,6 +390,10 @@ void executor_free(hostd *h)
         event_free(ex->heartbeat_timer);
     if (ex->wake)
         event_free(ex->wake);
+    for (size_t i = 0; i < ex->n_inflight; i++)
+        free(ex->inflight_ids[i]);
+    free(ex->inflight_ids);
+    pthread_mutex_destroy(&ex->inflight_lock);
     free(ex);
     h->executor = NULL;
 }

@@ -54,9 +54,31 @@ static const char dead_sql[] =
     " SELECT 'job', tenant_id, provider, connection_id, id,"
     "  jsonb_build_object('stream', stream, 'kind', kind), $3, attempts FROM dead";
 
+/* Only the jobs this host is really running: a job whose outcome could not be
+ * recorded must be left to expire and be claimed again. */
 static const char extend_sql[] =
     "UPDATE sync_jobs SET lease_expires_at = now() + make_interval(secs => $2::int)"
-    " WHERE lease_owner = $1 AND state = 'running'";
+    " WHERE lease_owner = $1 AND state = 'running' AND id = ANY($3::uuid[])";
+
+/* Jobs that must not be claimed again: the last attempt's host died (its
+ * lease expired), or the connection belongs to another provider. */
+static const char reap_sql[] =
+    "WITH doomed AS ("
+    "  UPDATE sync_jobs j SET state = 'dead', lease_owner = NULL, lease_expires_at = NULL,"
+    "   finished_at = now(), updated_at = now(),"
+    "   last_error = CASE WHEN j.state = 'running'"
+    "    THEN 'the host running its last attempt stopped renewing its lease'"
+    "    ELSE 'the connection belongs to another provider' END"
+    "  WHERE j.provider = ANY($1::text[]) AND ("
+    "   (j.state = 'running' AND j.lease_expires_at < now() AND j.attempts >= j.max_attempts)"
+    "   OR (j.state IN ('queued', 'retrying') AND j.connection_id IS NOT NULL"
+    "    AND NOT EXISTS (SELECT 1 FROM connections c"
+    "     WHERE c.id = j.connection_id AND c.provider = j.provider)))"
+    "  RETURNING id, tenant_id, provider, connection_id, attempts, stream, kind, last_error)"
+    " INSERT INTO dead_letters (kind, tenant_id, provider, connection_id, ref_id, payload,"
+    "  error, attempts)"
+    " SELECT 'job', tenant_id, provider, connection_id, id,"
+    "  jsonb_build_object('stream', stream, 'kind', kind), last_error, attempts FROM doomed";
 
 static const char enqueue_sql[] =
     "INSERT INTO sync_jobs (tenant_id, connection_id, provider, stream, kind)"
@@ -93,6 +115,10 @@ static int claim_fn(PGconn *conn, void *arg)
     char *providers = text_array(a->providers, a->n_providers);
     if (!providers)
         return INGEST_ENOMEM;
+    char reap_err[512];
+    const char *rp[] = {providers};
+    if (store_exec(conn, reap_sql, 1, rp, NULL, reap_err, sizeof reap_err) != INGEST_OK)
+        log_warn("jobs: cannot dead-letter unrunnable jobs: %s", reap_err);
     char limit[16], lease[16];
     snprintf(limit, sizeof limit, "%d", a->limit);
     snprintf(lease, sizeof lease, "%d", a->lease_s);
@@ -192,6 +218,7 @@ int jobs_finish(store *st, const job_row *job, const char *owner, job_outcome ou
 typedef struct extend_args {
     const char *owner;
     int lease_s;
+    const char *ids; /* '{uuid,uuid}' */
 } extend_args;
 
 static int extend_fn(PGconn *conn, void *arg)
@@ -199,14 +226,22 @@ static int extend_fn(PGconn *conn, void *arg)
     extend_args *a = arg;
     char lease[16];
     snprintf(lease, sizeof lease, "%d", a->lease_s);
-    const char *p[] = {a->owner, lease};
-    return store_exec(conn, extend_sql, 2, p, NULL, NULL, 0);
+    const char *p[] = {a->owner, lease, a->ids};
+    return store_exec(conn, extend_sql, 3, p, NULL, NULL, 0);
 }
 
-int jobs_extend_leases(store *st, const char *owner, int lease_s)
+int jobs_extend_leases(store *st, const char *owner, int lease_s, char *const *job_ids,
+                       size_t n_ids)
 {
-    extend_args a = {owner, lease_s};
-    return store_call(st, extend_fn, &a);
+    if (n_ids == 0)
+        return INGEST_OK;
+    char *ids = text_array(job_ids, n_ids);
+    if (!ids)
+        return INGEST_ENOMEM;
+    extend_args a = {owner, lease_s, ids};
+    int rc = store_call(st, extend_fn, &a);
+    free(ids);
+    return rc;
 }
 
 typedef struct enqueue_args {

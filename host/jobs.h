@@ -28,7 +28,9 @@ typedef enum {
 /* Claim up to `limit` runnable jobs (queued/retrying and due, or running with
  * an expired lease) of the given providers for `owner`, with FOR UPDATE SKIP
  * LOCKED so concurrent hosts never take the same job. Each claim counts an
- * attempt. *rows is malloc'd (free()), *n the count. */
+ * attempt. Jobs that can never run (their last attempt's host died, or their
+ * connection belongs to another provider) are moved to dead letters first.
+ * *rows is malloc'd (free()), *n the count. */
 int jobs_claim(store *st, const char *owner, char *const *providers, size_t n_providers, int limit,
                int lease_s, job_row **rows, size_t *n);
 
@@ -39,8 +41,10 @@ int jobs_claim(store *st, const char *owner, char *const *providers, size_t n_pr
 int jobs_finish(store *st, const job_row *job, const char *owner, job_outcome outcome,
                 const char *error, long long records, long long delay_ms);
 
-/* Extend every lease `owner` holds (heartbeat). */
-int jobs_extend_leases(store *st, const char *owner, int lease_s);
+/* Extend the leases of the given jobs, those `owner` is running right now
+ * (heartbeat). */
+int jobs_extend_leases(store *st, const char *owner, int lease_s, char *const *job_ids,
+                       size_t n_ids);
 
 /* Queue a job; id_out (37 bytes, may be NULL) receives its id. */
 int jobs_enqueue(store *st, const char *tenant_id, const char *connection_id, const char *provider,

@@ -3,7 +3,9 @@
 
 #include <ctype.h>
 #include <dlfcn.h>
+#include <elf.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,6 +76,45 @@ static int copy_private(hostd *h, const char *path, const char *name, char **cop
         return -1;
     }
     *copy_path = dst;
+    return 0;
+}
+
+/* dlopen() maps segments without checking they lie inside the file; a
+ * truncated copy (say, a plain cp caught mid-way) then faults with SIGBUS.
+ * Check the ELF header and every segment against the file's size first. */
+static int elf_check(const char *path, char *err, size_t err_len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    Elf64_Ehdr eh;
+    if (fd < 0 || fstat(fd, &st) < 0) {
+        snprintf(err, err_len, "cannot read %s: %s", path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    const char *why = NULL;
+    if (pread(fd, &eh, sizeof eh, 0) != (ssize_t)sizeof eh || memcmp(eh.e_ident, ELFMAG, SELFMAG))
+        why = "not an ELF file";
+    else if (eh.e_ident[EI_CLASS] != ELFCLASS64 || eh.e_type != ET_DYN)
+        why = "not a 64-bit ELF shared object";
+    else if (eh.e_phentsize != sizeof(Elf64_Phdr) || eh.e_phoff > (uint64_t)st.st_size ||
+             (uint64_t)eh.e_phnum * sizeof(Elf64_Phdr) > (uint64_t)st.st_size - eh.e_phoff)
+        why = "truncated: program headers lie past the end of the file";
+    for (int i = 0; !why && i < eh.e_phnum; i++) {
+        Elf64_Phdr ph;
+        if (pread(fd, &ph, sizeof ph, (off_t)(eh.e_phoff + (uint64_t)i * sizeof ph)) !=
+            (ssize_t)sizeof ph)
+            why = "truncated: cannot read a program header";
+        else if (ph.p_type == PT_LOAD && (ph.p_offset > (uint64_t)st.st_size ||
+                                          ph.p_filesz > (uint64_t)st.st_size - ph.p_offset))
+            why = "truncated: a loadable segment lies past the end of the file";
+    }
+    close(fd);
+    if (why) {
+        snprintf(err, err_len, "not a loadable shared object: %s", why);
+        return -1;
+    }
     return 0;
 }
 
@@ -214,6 +255,8 @@ instance *loader_load(hostd *h, const hostd_config *cfg, const char *path, const
         snprintf(err, err_len, "cannot read %s: %s", inst->copy_path, strerror(errno));
         goto fail;
     }
+    if (elf_check(inst->copy_path, err, err_len) < 0)
+        goto fail;
     inst->dl = dlopen(inst->copy_path, RTLD_NOW | RTLD_LOCAL);
     if (!inst->dl) {
         const char *why = dlerror();

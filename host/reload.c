@@ -325,7 +325,10 @@ static json_object *apply(hostd *h, plan *p)
 {
     json_object *report = json_object_new_object();
     if (!p->cfg) {
-        log_error("reload refused, keeping the running configuration: %s", p->error);
+        if (atomic_load(&h->plugins_loaded))
+            log_error("reload refused, keeping the running configuration: %s", p->error);
+        else
+            log_error("no plugins loaded: %s", p->error);
         json_object_object_add(report, "ok", json_object_new_boolean(0));
         json_object_object_add(report, "error", json_object_new_string(p->error));
         metrics_add(h->m_reloads_failed, 1);

@@ -117,6 +117,12 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     instance *inst = s->inst;
     if (inst->status != INSTANCE_LOADED || atomic_load(&inst->host->shutting_down))
         return;
+    if (!store_ready(inst->host->store)) {
+        /* Every tick needs the store (cursors, signals): wait for it. */
+        atomic_fetch_add(&inst->ticks_skipped, 1);
+        arm(s);
+        return;
+    }
     if (atomic_exchange(&s->running, 1)) {
         atomic_fetch_add(&inst->ticks_skipped, 1);
         return; /* tick_done re-arms */

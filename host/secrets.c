@@ -28,11 +28,13 @@ static const char select_secret_sql[] =
     " WHERE s.connection_id = $1 AND s.field = $2 AND c.provider = $3";
 
 /* Keyset pagination over (connection_id, field): each batch starts after the
- * last row seen, so rows no key opens are counted once and never stall. */
+ * last row seen, so rows no key opens are counted once and never stall.
+ * FOR UPDATE waits for a row being written rather than skipping it, so no
+ * value is left behind under an old key. */
 static const char select_stale_sql[] =
     "SELECT connection_id::text, field, key_id, nonce, ciphertext FROM connection_secrets"
     " WHERE key_id <> $1 AND ($3::uuid IS NULL OR (connection_id, field) > ($3::uuid, $4))"
-    " ORDER BY connection_id, field LIMIT $2 FOR UPDATE SKIP LOCKED";
+    " ORDER BY connection_id, field LIMIT $2 FOR UPDATE";
 
 static int put_sealed(PGconn *conn, const char *connection_id, const char *field,
                       const crypto_sealed *s, char *err, size_t err_len)

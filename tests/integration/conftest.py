@@ -519,3 +519,30 @@ def daemon(request, daemon_factory):
     @pytest.mark.daemon(plugins=["example"], env={...}, conf_text=...)."""
     marker = request.node.get_closest_marker("daemon")
     return daemon_factory.start(**(marker.kwargs if marker else {}))
+
+
+# ------------------------------------------------------- helpers for test modules
+# Plain functions (no fixtures): `from conftest import ...` in a test module.
+
+def is_asan_build(build_dir=None):
+    """True when the daemon under test is a sanitizer build (dir name has 'asan')."""
+    return "asan" in Path(build_dir or _build_dir()).name.lower()
+
+
+def plugin_entries(daemon, name=None):
+    """`list --json` entries, all or those named `name` (a replaced plugin can
+    have two: the draining old version and the new one)."""
+    entries = daemon.ctl_json("list", check=True)
+    assert isinstance(entries, list), entries
+    return [e for e in entries if name is None or e["name"] == name]
+
+
+def db_count(pg_cluster, db_url, sql, params=None):
+    """First column of the first row of `sql` on the test's database; 0 while
+    the daemon has not created the table yet."""
+    import psycopg2.errors
+    try:
+        rows = pg_cluster.psql(sql, params, db=db_url)
+    except psycopg2.errors.UndefinedTable:
+        return 0
+    return rows[0][0] if rows else 0

@@ -97,6 +97,10 @@ static const ingest_config_field test_config[] = {
      .default_value = "false",
      .offset = offsetof(test_conf, sync_fail),
      .doc = "make every sync fail"},
+    {.key = "sync_secret",
+     .type = INGEST_CONF_STRING,
+     .offset = offsetof(test_conf, sync_secret),
+     .doc = "secret field each sync reads; its SHA-256 goes into the payloads"},
 };
 
 typedef struct test_state {

@@ -295,6 +295,7 @@ static void test_invalid_log_level(void **state)
 {
     cfg_fixture *fx = *state;
     load_fails(fx, "log_level = \"verbose\";\n");
+    assert_contains(fx->err, "hostd.conf:1:");
     assert_contains(fx->err, "log_level");
     assert_contains(fx->err, "'verbose'");
 }
@@ -303,7 +304,9 @@ static void test_empty_plugin_dir_refused(void **state)
 {
     cfg_fixture *fx = *state;
     load_fails(fx, "plugin_dir = \"\";\n");
-    assert_contains(fx->err, "'plugin_dir': must not be empty");
+    assert_contains(fx->err, "hostd.conf:1:");
+    assert_contains(fx->err, "'plugin_dir'");
+    assert_contains(fx->err, "must not be empty");
 }
 
 /* ---- environment overrides --------------------------------------------- */
