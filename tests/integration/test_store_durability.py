@@ -6,7 +6,6 @@
   - PostgreSQL restarted under a running daemon: readiness goes false, the
     daemon reconnects, work resumes, nothing acknowledged is lost
 """
-import json
 import re
 import subprocess
 import time
@@ -14,6 +13,13 @@ import time
 import pytest
 
 from conftest import wait_for
+from store_helpers import jobs_conf, q, readyz, start_ready
+
+def conf_text(lease_s=2, poll_ms=100, **plugin):
+    return jobs_conf(lease_s, poll_ms, **plugin)
+
+
+start = start_ready
 
 TENANT = "c4b2a1f0-9e8d-4c7b-a6f5-e4d3c2b1a090"
 TERMINAL = ("succeeded", "dead")
@@ -21,30 +27,6 @@ PAGE_RE = re.compile(r"^page (\d+) committed up to seq (\d+)$")
 
 
 # ----------------------------------------------------------------- helpers
-
-def q(pg, db_url, sql, params=None):
-    return pg.psql(sql, params, db=db_url)
-
-
-def conf_text(lease_s=2, poll_ms=100, **plugin):
-    items = " ".join(f"{k} = {json.dumps(v) if isinstance(v, (str, bool)) else v};"
-                     for k, v in plugin.items())
-    return (f'log_level = "debug";\njob_poll_ms = {poll_ms};\njob_lease_s = {lease_s};\n'
-            f"plugins = {{ good = {{ {items} }}; }};\n")
-
-
-def readyz(d):
-    try:
-        return d.http_get("/readyz", timeout=2)[0]
-    except OSError:
-        return None
-
-
-def start(daemon_factory, conf, **kw):
-    d = daemon_factory.start(conf_text=conf, plugins=["good"], **kw)
-    wait_for(lambda: readyz(d) == 200, 20, msg=f"/readyz never 200\n{d.log_text()[-4000:]}")
-    return d
-
 
 def add_connection(pg, db_url):
     return q(pg, db_url, "INSERT INTO connections (tenant_id, provider, auth_kind) "

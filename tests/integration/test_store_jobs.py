@@ -8,13 +8,19 @@
     lease expires, with no gap and no duplicate signal
   - a job that keeps failing ends 'dead' with a dead_letters row
 """
-import json
 import re
 import time
 from collections import Counter, defaultdict
 from datetime import datetime
 
 from conftest import wait_for
+from store_helpers import jobs_conf, q, start_ready
+
+def conf_text(lease_s=3, poll_ms=100, **plugin):
+    return jobs_conf(lease_s, poll_ms, **plugin)
+
+
+start = start_ready
 
 TENANT = "3f1e8c2a-6b0d-4e7f-9a51-2c4d6e8f0a1b"
 TERMINAL = ("succeeded", "dead")
@@ -24,30 +30,6 @@ OWNER_RE = re.compile(r"^jobs: claiming as (\S+) ")
 
 
 # ----------------------------------------------------------------- helpers
-
-def q(pg, db_url, sql, params=None):
-    return pg.psql(sql, params, db=db_url)
-
-
-def conf_text(lease_s=3, poll_ms=100, **plugin):
-    items = " ".join(f"{k} = {json.dumps(v) if isinstance(v, (str, bool)) else v};"
-                     for k, v in plugin.items())
-    return (f'log_level = "debug";\njob_poll_ms = {poll_ms};\njob_lease_s = {lease_s};\n'
-            f"plugins = {{ good = {{ {items} }}; }};\n")
-
-
-def readyz(d):
-    try:
-        return d.http_get("/readyz", timeout=2)[0]
-    except OSError:
-        return None
-
-
-def start(daemon_factory, conf, **kw):
-    d = daemon_factory.start(conf_text=conf, plugins=["good"], **kw)
-    wait_for(lambda: readyz(d) == 200, 20, msg=f"/readyz never 200\n{d.log_text()[-4000:]}")
-    return d
-
 
 def owner_of(d):
     for e in d.logs():

@@ -15,6 +15,7 @@ import subprocess
 import pytest
 
 from conftest import free_port, wait_for
+from store_helpers import q, readyz
 
 LATEST = 2
 EXPECTED_TABLES = {
@@ -40,10 +41,6 @@ APPLIED_RE = re.compile(r"store: applied (\d+) migration\(s\)")
 
 
 # ----------------------------------------------------------------- helpers
-
-def q(pg, db_url, sql, params=None):
-    return pg.psql(sql, params, db=db_url)
-
 
 def tables(pg, db_url):
     return {r[0] for r in q(pg, db_url, "SELECT tablename FROM pg_tables "
@@ -84,13 +81,6 @@ def conf(tmp_path):
     p = tmp_path / "ctl.conf"
     p.write_text('log_level = "info";\n')
     return p
-
-
-def readyz(d):
-    try:
-        return d.http_get("/readyz", timeout=2)[0]
-    except OSError:
-        return None
 
 
 def wait_ready(d, timeout=20):

@@ -23,6 +23,7 @@ import uuid
 import pytest
 
 from conftest import wait_for
+from store_helpers import plugin_items, q, readyz
 
 TENANT = "7a0c2f4e-1b7d-4c55-9a63-0d7e5b3f4a10"
 SIGNALS_PER_JOB = 2 * 3  # sync_pages * sync_page_size below
@@ -30,10 +31,6 @@ TERMINAL = ("succeeded", "dead")
 
 
 # ----------------------------------------------------------------- helpers
-
-def q(pg, db_url, sql, params=None):
-    return pg.psql(sql, params, db=db_url)
-
 
 def new_key():
     return base64.b64encode(os.urandom(32)).decode()
@@ -48,16 +45,7 @@ def conf_text(sync_secret="access_token", crypto_key=None, previous=None, **plug
     opts = {"sync_pages": 2, "sync_page_size": 3, **plugin}
     if sync_secret:
         opts["sync_secret"] = sync_secret
-    items = " ".join(f"{k} = {json.dumps(v) if isinstance(v, str) else v};"
-                     for k, v in opts.items())
-    return "\n".join(top) + f"\nplugins = {{ good = {{ {items} }}; }};\n"
-
-
-def readyz(d):
-    try:
-        return d.http_get("/readyz", timeout=2)[0]
-    except OSError:
-        return None
+    return "\n".join(top) + f"\nplugins = {{ good = {{ {plugin_items(opts)} }}; }};\n"
 
 
 def start(daemon_factory, **kw):

@@ -1,0 +1,37 @@
+"""Helpers shared by the store tests (test_store_*.py)."""
+import json
+
+from conftest import wait_for
+
+
+def q(pg, db_url, sql, params=None):
+    """Rows of `sql` run against the test's database."""
+    return pg.psql(sql, params, db=db_url)
+
+
+def readyz(d):
+    """/readyz status code, or None while the daemon does not answer."""
+    try:
+        return d.http_get("/readyz", timeout=2)[0]
+    except OSError:
+        return None
+
+
+def plugin_items(opts):
+    """libconfig text for a plugin group's members: strings and booleans as
+    JSON (true/false), numbers as they are."""
+    return " ".join(f"{k} = {json.dumps(v) if isinstance(v, (str, bool)) else v};"
+                    for k, v in opts.items())
+
+
+def jobs_conf(lease_s, poll_ms=100, **plugin):
+    """A config with fast job polling, a short lease and a plugins.good group."""
+    return (f'log_level = "debug";\njob_poll_ms = {poll_ms};\njob_lease_s = {lease_s};\n'
+            f"plugins = {{ good = {{ {plugin_items(plugin)} }}; }};\n")
+
+
+def start_ready(daemon_factory, conf, **kw):
+    """A daemon with the good plugin whose /readyz answers 200."""
+    d = daemon_factory.start(conf_text=conf, plugins=["good"], **kw)
+    wait_for(lambda: readyz(d) == 200, 20, msg=f"/readyz never 200\n{d.log_text()[-4000:]}")
+    return d
