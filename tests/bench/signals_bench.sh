@@ -18,9 +18,10 @@
 # indexes are identical:
 #   api   ingest-hostd loads ingest_bench.so; one sync job emits BENCH_SIGNALS
 #         signals, a cursor_set() (one transaction, waits until durable) every
-#         BENCH_PAGE_SIZE. Time = sync_jobs.finished_at - started_at (the
-#         daemon's own clock for the job; claim latency is excluded and shown
-#         separately as "wall", from the job's INSERT to finished_at).
+#         BENCH_PAGE_SIZE. Time = sync_jobs.finished_at - started_at, both
+#         set by PostgreSQL's now() (at the claim and at the success update),
+#         so the poll below does not affect it; "wall" adds the claim latency
+#         (from the job's INSERT to finished_at).
 #   copy  psql "COPY signals (...) FROM STDIN" of a file holding the same rows
 #         (same columns, same provenance shape, generated before the runs and
 #         not timed); one transaction; time = wall clock around psql.
@@ -33,7 +34,6 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
-ROOT=$PWD
 SIGNALS=${BENCH_SIGNALS:-1000000}
 RUNS=${BENCH_RUNS:-3}
 PAGE=${BENCH_PAGE_SIZE:-5000}
