@@ -397,15 +397,3 @@ void executor_free(hostd *h)
     free(ex);
     h->executor = NULL;
 }
-
-size_t executor_running(hostd *h)
-{
-    struct executor_state *ex = (struct executor_state *)h->executor;
-    return ex ? (size_t)atomic_load(&ex->running) : 0;
-}
-
-const char *executor_owner(hostd *h)
-{
-    struct executor_state *ex = (struct executor_state *)h->executor;
-    return ex ? ex->owner : "";
-}

@@ -15,9 +15,5 @@ void executor_wake(hostd *h);
 /* Stop polling and renewing (shutdown); running jobs finish. Loop thread. */
 void executor_stop(hostd *h);
 void executor_free(hostd *h);
-/* Jobs running on this daemon now. */
-size_t executor_running(hostd *h);
-/* This daemon's lease owner id. */
-const char *executor_owner(hostd *h);
 
 #endif

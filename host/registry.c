@@ -99,21 +99,6 @@ void registry_each(registry *reg, void (*fn)(instance *, void *), void *arg)
     pthread_mutex_unlock(&reg->lock);
 }
 
-char **registry_names(registry *reg, instance_status status)
-{
-    pthread_mutex_lock(&reg->lock);
-    size_t n = 0;
-    for (instance *i = reg->head; i; i = i->next)
-        n += i->status == status;
-    char **names = calloc(n + 1, sizeof *names);
-    size_t k = 0;
-    for (instance *i = reg->head; names && i; i = i->next)
-        if (i->status == status)
-            names[k++] = strdup(i->name);
-    pthread_mutex_unlock(&reg->lock);
-    return names;
-}
-
 static json_object *str_or_null(const char *s) { return s ? json_object_new_string(s) : NULL; }
 
 static json_object *instance_json(instance *i)

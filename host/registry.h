@@ -27,9 +27,6 @@ instance *registry_take_all(registry *reg);
 /* Call fn for each instance under the lock (fn must not re-lock). */
 void registry_each(registry *reg, void (*fn)(instance *, void *), void *arg);
 
-/* Names of all instances in state `status`, malloc'd NULL-terminated array. */
-char **registry_names(registry *reg, instance_status status);
-
 /* `ingest-hostctl list --json`: one object per instance. */
 json_object *registry_list_json(registry *reg);
 

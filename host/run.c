@@ -68,7 +68,6 @@ void run_free(ingest_run *run)
     free(run);
 }
 
-instance *run_instance(ingest_run *run) { return run->inst; }
 const char *run_tenant(const ingest_run *run) { return run->tenant_id; }
 const char *run_job(const ingest_run *run) { return run->job_id; }
 const char *run_delivery(const ingest_run *run) { return run->delivery_id; }
@@ -84,7 +83,7 @@ static int run_fail(ingest_run *run, int status, const char *fmt, ...)
     return status;
 }
 
-static json_object *parse_object(const char *text, int allow_null)
+static json_object *parse_object(const char *text)
 {
     if (!text)
         return NULL;
@@ -93,8 +92,7 @@ static json_object *parse_object(const char *text, int allow_null)
     json_object *o = json_tokener_parse(text);
     if (!o)
         return NULL;
-    if (json_object_get_type(o) != json_type_object &&
-        !(allow_null && json_object_get_type(o) != json_type_null)) {
+    if (json_object_get_type(o) != json_type_object) {
         json_object_put(o);
         return NULL;
     }
@@ -157,7 +155,7 @@ int run_emit(ingest_run *run, const ingest_signal *signal)
     const char *tenant = s.tenant_id ? s.tenant_id : run->tenant_id;
     if (!util_is_uuid(tenant))
         return run_fail(run, INGEST_EINVAL, "signal '%s' has no valid tenant_id", s.kind);
-    json_object *payload = parse_object(s.payload_json, 0);
+    json_object *payload = parse_object(s.payload_json);
     if (!payload)
         return run_fail(run, INGEST_EINVAL, "signal '%s': payload_json is not a JSON object",
                         s.kind);
@@ -166,7 +164,7 @@ int run_emit(ingest_run *run, const ingest_signal *signal)
         json_object_put(payload);
         return run_fail(run, INGEST_EINVAL, "signal '%s': raw_json is not valid JSON", s.kind);
     }
-    if (s.provenance_json && !(extra = parse_object(s.provenance_json, 0))) {
+    if (s.provenance_json && !(extra = parse_object(s.provenance_json))) {
         json_object_put(payload);
         json_object_put(raw);
         return run_fail(run, INGEST_EINVAL, "signal '%s': provenance_json is not a JSON object",

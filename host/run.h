@@ -31,7 +31,6 @@ int run_cursor_set(ingest_run *run, const char *stream, const char *value);
 int run_flush(ingest_run *run);
 int run_secret_get(ingest_run *run, const char *field, char **value);
 
-instance *run_instance(ingest_run *run);
 const char *run_tenant(const ingest_run *run);
 const char *run_job(const ingest_run *run);
 const char *run_delivery(const ingest_run *run);

@@ -64,14 +64,6 @@ static int seal_and_put(PGconn *conn, const crypto_keyring *kr, const char *conn
     return rc;
 }
 
-static int simple(PGconn *conn, const char *sql)
-{
-    PGresult *res = PQexec(conn, sql);
-    int ok = PQresultStatus(res) == PGRES_COMMAND_OK;
-    PQclear(res);
-    return ok ? 0 : -1;
-}
-
 typedef struct create_args {
     const crypto_keyring *kr;
     const char *tenant_id, *provider, *auth_kind, *name;
@@ -86,7 +78,7 @@ static int create_fn(PGconn *conn, void *arg)
     create_args *a = arg;
     const char *config = a->config ? json_object_to_json_string_ext(a->config, 0) : NULL;
     const char *p[] = {a->tenant_id, a->provider, a->auth_kind, a->name, config};
-    if (simple(conn, "BEGIN") < 0)
+    if (store_exec_simple(conn, "BEGIN") < 0)
         return INGEST_EIO;
     PGresult *res = NULL;
     int rc = store_exec(conn, insert_connection_sql, 5, p, &res, a->err, a->err_len);
@@ -106,8 +98,8 @@ static int create_fn(PGconn *conn, void *arg)
         rc = seal_and_put(conn, a->kr, a->id_out, field, json_object_get_string(value), a->err,
                           a->err_len);
     }
-    if (rc != INGEST_OK || simple(conn, "COMMIT") < 0) {
-        simple(conn, "ROLLBACK");
+    if (rc != INGEST_OK || store_exec_simple(conn, "COMMIT") < 0) {
+        store_exec_simple(conn, "ROLLBACK");
         return rc != INGEST_OK ? rc : INGEST_EIO;
     }
     return INGEST_OK;
@@ -263,7 +255,7 @@ static int rotate_batch_fn(PGconn *conn, void *arg)
     snprintf(limit, sizeof limit, "%d", ROTATE_BATCH);
     const char *p[] = {crypto_primary_id(a->kr), limit,
                        a->last_connection[0] ? a->last_connection : NULL, a->last_field};
-    if (simple(conn, "BEGIN") < 0)
+    if (store_exec_simple(conn, "BEGIN") < 0)
         return INGEST_EIO;
     /* Binary results: text columns arrive as their bytes, bytea as raw bytes. */
     PGresult *res = PQexecParams(conn, select_stale_sql, 4, NULL, p, NULL, NULL, 1);
@@ -274,8 +266,8 @@ static int rotate_batch_fn(PGconn *conn, void *arg)
     for (int i = 0; rc == INGEST_OK && i < a->batch_rows; i++)
         rc = rotate_row(conn, a, res, i);
     PQclear(res);
-    if (rc != INGEST_OK || simple(conn, "COMMIT") < 0) {
-        simple(conn, "ROLLBACK");
+    if (rc != INGEST_OK || store_exec_simple(conn, "COMMIT") < 0) {
+        store_exec_simple(conn, "ROLLBACK");
         return rc != INGEST_OK ? rc : INGEST_EIO;
     }
     return INGEST_OK;

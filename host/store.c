@@ -208,7 +208,7 @@ static int result_status(PGresult *res)
     return INGEST_EIO;
 }
 
-static int exec_simple(PGconn *conn, const char *sql)
+int store_exec_simple(PGconn *conn, const char *sql)
 {
     PGresult *res = PQexec(conn, sql);
     int ok = PQresultStatus(res) == PGRES_COMMAND_OK;
@@ -293,7 +293,7 @@ static int run_commit(PGconn *conn, store_req *r, char *err, size_t err_len)
 /* One transaction for the whole batch. Returns 0 if it committed. */
 static int commit_batch(writer *w, store_req **batch, int n, char *err, size_t err_len)
 {
-    if (exec_simple(w->conn, "BEGIN") < 0) {
+    if (store_exec_simple(w->conn, "BEGIN") < 0) {
         snprintf(err, err_len, "%s", PQerrorMessage(w->conn));
         return -1;
     }
@@ -301,11 +301,11 @@ static int commit_batch(writer *w, store_req **batch, int n, char *err, size_t e
         batch[i]->inserted = 0;
         batch[i]->status = run_commit(w->conn, batch[i], err, err_len);
         if (batch[i]->status != INGEST_OK) {
-            exec_simple(w->conn, "ROLLBACK");
+            store_exec_simple(w->conn, "ROLLBACK");
             return -1;
         }
     }
-    if (exec_simple(w->conn, "COMMIT") < 0) {
+    if (store_exec_simple(w->conn, "COMMIT") < 0) {
         snprintf(err, err_len, "%s", PQerrorMessage(w->conn));
         for (int i = 0; i < n; i++)
             batch[i]->status = INGEST_EIO;
@@ -359,7 +359,7 @@ static void process_call(writer *w, store_req *r)
     if (PQstatus(w->conn) != CONNECTION_OK)
         writer_disconnect(w, PQerrorMessage(w->conn));
     else if (PQtransactionStatus(w->conn) != PQTRANS_IDLE)
-        exec_simple(w->conn, "ROLLBACK"); /* never leak a transaction to the next caller */
+        store_exec_simple(w->conn, "ROLLBACK"); /* never leak a transaction to the next caller */
 }
 
 /* Take either one read or up to MAX_BATCH commits from the queue. */

@@ -58,6 +58,9 @@ int store_call(store *st, store_fn fn, void *arg);
 int store_exec(PGconn *conn, const char *sql, int n, const char *const *params, PGresult **res,
                char *err, size_t err_len);
 
+/* Run a statement without parameters (BEGIN, COMMIT, ROLLBACK); 0 or -1. */
+int store_exec_simple(PGconn *conn, const char *sql);
+
 /* Read a committed cursor; *value is malloc'd or NULL if none. */
 int store_cursor_get(store *st, const char *provider, const char *connection_id, const char *stream,
                      char **value);
