@@ -449,9 +449,13 @@ static int run_migrate(const options *o)
         fprintf(stderr, "ingest-hostctl: migration failed: %s\n", err);
         return EXIT_FAILED;
     }
-    if (o->json)
-        printf("{\"applied\": %d, \"version\": %d}\n", applied, migrations_latest());
-    else
+    if (o->json) {
+        json_object *out = json_object_new_object();
+        json_object_object_add(out, "applied", json_object_new_int(applied));
+        json_object_object_add(out, "version", json_object_new_int(migrations_latest()));
+        print_json(out);
+        json_object_put(out);
+    } else
         printf("applied %d migration(s); schema at version %d\n", applied, migrations_latest());
     return 0;
 }
