@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "copy_rows.h"
 #include "instance.h"
 #include "log.h"
 #include "secrets.h"
@@ -20,7 +21,8 @@ struct ingest_run {
     instance *inst;
     char *tenant_id, *connection_id, *job_id, *delivery_id;
     char batch_id[37];
-    json_object *rows; /* pending signal rows */
+    copy_rows rows;    /* pending signal rows in COPY text format */
+    json_object *prov; /* provenance fields shared by the run's rows */
     char error[512];
     store_fence fence; /* job_id NULL when not a job */
     char *fence_owner;
@@ -38,8 +40,13 @@ ingest_run *run_new(instance *inst, const char *tenant_id, const char *connectio
     run->connection_id = connection_id ? strdup(connection_id) : NULL;
     run->job_id = job_id ? strdup(job_id) : NULL;
     run->delivery_id = delivery_id ? strdup(delivery_id) : NULL;
-    run->rows = json_object_new_array();
+    copy_rows_init(&run->rows);
     util_uuid4(run->batch_id);
+    run->prov = json_object_new_object();
+    if (!run->prov) {
+        run_free(run);
+        return NULL;
+    }
     return run;
 }
 
@@ -60,7 +67,8 @@ void run_free(ingest_run *run)
     if (!run)
         return;
     free(run->fence_owner);
-    json_object_put(run->rows);
+    copy_rows_free(&run->rows);
+    json_object_put(run->prov);
     free(run->tenant_id);
     free(run->connection_id);
     free(run->job_id);
@@ -83,48 +91,88 @@ static int run_fail(ingest_run *run, int status, const char *fmt, ...)
     return status;
 }
 
-static json_object *parse_object(const char *text)
+/* Strict parsing: what json-c accepts here, PostgreSQL's jsonb accepts too
+ * (no comments, single quotes or trailing commas). NULL if invalid. */
+static json_object *parse_strict(const char *text)
 {
-    if (!text)
+    if (!text || strlen(text) > MAX_SIGNAL_JSON)
         return NULL;
-    if (strlen(text) > MAX_SIGNAL_JSON)
+    json_tokener *tok = json_tokener_new();
+    if (!tok)
         return NULL;
-    json_object *o = json_tokener_parse(text);
-    if (!o)
-        return NULL;
-    if (json_object_get_type(o) != json_type_object) {
+    json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+    json_object *o = json_tokener_parse_ex(tok, text, (int)strlen(text) + 1);
+    if (json_tokener_get_error(tok) != json_tokener_success) {
         json_object_put(o);
-        return NULL;
+        o = NULL;
     }
+    json_tokener_free(tok);
     return o;
 }
 
-static void add_str(json_object *o, const char *key, const char *value)
+/* Validate JSON text the plugin handed over; the text itself is what gets
+ * stored, so the parsed tree is only looked at, never serialised again. */
+static int json_text_ok(const char *text, int must_be_object)
+{
+    json_object *o = parse_strict(text);
+    int ok = o && (!must_be_object || json_object_is_type(o, json_type_object));
+    json_object_put(o);
+    return ok;
+}
+
+static void set_or_del(json_object *o, const char *key, const char *value)
 {
     if (value)
         json_object_object_add(o, key, json_object_new_string(value));
+    else
+        json_object_object_del(o, key);
 }
 
-static json_object *build_provenance(ingest_run *run, const ingest_signal *s, json_object *extra)
+/* Fields that are the same for every row of a batch. */
+static void provenance_batch_fields(ingest_run *run, json_object *p)
 {
-    json_object *p = extra ? extra : json_object_new_object();
+    set_or_del(p, "batch_id", run->batch_id);
+    set_or_del(p, "job_id", run->job_id);
+    set_or_del(p, "delivery_id", run->delivery_id);
+    json_object *plugin = json_object_new_object();
+    set_or_del(plugin, "name", run->inst->name);
+    set_or_del(plugin, "version", run->inst->version);
+    json_object_object_add(p, "plugin", plugin);
+}
+
+static void provenance_row_fields(json_object *p, const ingest_signal *s)
+{
     char now[32], digest[65];
     util_format_time(util_now_us(), now);
     const char *hashed = s->raw_json ? s->raw_json : s->payload_json;
     util_sha256_hex(hashed, strlen(hashed), digest);
-    add_str(p, "source_id", s->source_id);
-    add_str(p, "source_type", s->source_type);
-    add_str(p, "source_uri", s->source_uri);
-    add_str(p, "content_sha256", digest);
-    add_str(p, "observed_at", now); /* ingested_at is added by the store at commit */
-    add_str(p, "batch_id", run->batch_id);
-    add_str(p, "job_id", run->job_id);
-    add_str(p, "delivery_id", run->delivery_id);
-    json_object *plugin = json_object_new_object();
-    add_str(plugin, "name", run->inst->name);
-    add_str(plugin, "version", run->inst->version);
-    json_object_object_add(p, "plugin", plugin);
-    return p;
+    set_or_del(p, "source_id", s->source_id);
+    set_or_del(p, "source_type", s->source_type);
+    set_or_del(p, "source_uri", s->source_uri);
+    set_or_del(p, "content_sha256", digest);
+    set_or_del(p, "observed_at", now); /* ingested_at is added by the store at commit */
+}
+
+/* Append the row's provenance as a COPY field. Without plugin extras the
+ * run's shared object is updated in place, which spares a tree per row. */
+static int add_provenance(ingest_run *run, const ingest_signal *s)
+{
+    json_object *p = run->prov;
+    if (s->provenance_json) {
+        p = parse_strict(s->provenance_json);
+        if (!p || !json_object_is_type(p, json_type_object)) {
+            json_object_put(p);
+            return -1;
+        }
+    }
+    if (p != run->prov || json_object_object_length(p) == 0)
+        provenance_batch_fields(run, p);
+    provenance_row_fields(p, s);
+    copy_rows_field(&run->rows, json_object_to_json_string_ext(
+                                    p, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+    if (p != run->prov)
+        json_object_put(p);
+    return 0;
 }
 
 /* Copy the plugin's signal into a zeroed host-sized struct by its size. */
@@ -155,34 +203,30 @@ int run_emit(ingest_run *run, const ingest_signal *signal)
     const char *tenant = s.tenant_id ? s.tenant_id : run->tenant_id;
     if (!util_is_uuid(tenant))
         return run_fail(run, INGEST_EINVAL, "signal '%s' has no valid tenant_id", s.kind);
-    json_object *payload = parse_object(s.payload_json);
-    if (!payload)
+    if (!json_text_ok(s.payload_json, 1))
         return run_fail(run, INGEST_EINVAL, "signal '%s': payload_json is not a JSON object",
                         s.kind);
-    json_object *raw = NULL, *extra = NULL;
-    if (s.raw_json && !(raw = json_tokener_parse(s.raw_json))) {
-        json_object_put(payload);
+    if (s.raw_json && !json_text_ok(s.raw_json, 0))
         return run_fail(run, INGEST_EINVAL, "signal '%s': raw_json is not valid JSON", s.kind);
-    }
-    if (s.provenance_json && !(extra = parse_object(s.provenance_json))) {
-        json_object_put(payload);
-        json_object_put(raw);
+    char occurred[32];
+    util_format_time(s.occurred_at_us, occurred);
+    size_t row_start = run->rows.len;
+    copy_rows_field(&run->rows, tenant);
+    copy_rows_field(&run->rows, run->connection_id);
+    copy_rows_field(&run->rows, run->inst->name);
+    copy_rows_field(&run->rows, s.kind);
+    copy_rows_field(&run->rows, occurred);
+    copy_rows_field(&run->rows, s.dedupe_key);
+    copy_rows_field(&run->rows, s.payload_json);
+    copy_rows_field(&run->rows, s.raw_json);
+    if (add_provenance(run, &s) < 0) {
+        copy_rows_drop_partial(&run->rows, row_start);
         return run_fail(run, INGEST_EINVAL, "signal '%s': provenance_json is not a JSON object",
                         s.kind);
     }
-    char occurred[32];
-    util_format_time(s.occurred_at_us, occurred);
-    json_object *row = json_object_new_object();
-    add_str(row, "tenant_id", tenant);
-    add_str(row, "connection_id", run->connection_id);
-    add_str(row, "source", run->inst->name);
-    add_str(row, "kind", s.kind);
-    add_str(row, "occurred_at", occurred);
-    add_str(row, "dedupe_key", s.dedupe_key);
-    json_object_object_add(row, "payload", payload);
-    json_object_object_add(row, "raw", raw);
-    json_object_object_add(row, "provenance", build_provenance(run, &s, extra));
-    json_object_array_add(run->rows, row);
+    copy_rows_end(&run->rows);
+    if (run->rows.failed)
+        return run_fail(run, INGEST_ENOMEM, "out of memory queueing signal '%s'", s.kind);
     atomic_fetch_add(&run->inst->signals_emitted, 1);
     return INGEST_OK;
 }
@@ -190,7 +234,9 @@ int run_emit(ingest_run *run, const ingest_signal *signal)
 static int commit(ingest_run *run, const store_cursor *cursor)
 {
     int inserted = 0;
-    int rc = store_commit_fenced(run->inst->host->store, run->rows, cursor,
+    if (run->rows.failed)
+        return run_fail(run, INGEST_ENOMEM, "out of memory queueing signals; nothing committed");
+    int rc = store_commit_fenced(run->inst->host->store, &run->rows, cursor,
                                  run->fence.job_id ? &run->fence : NULL, &inserted);
     if (rc == INGEST_ECANCELED)
         return run_fail(run, rc, "the job's lease was lost to another host; nothing committed");
@@ -199,10 +245,12 @@ static int commit(ingest_run *run, const store_cursor *cursor)
     run->stored += inserted;
     atomic_fetch_add(&run->inst->signals_stored, (unsigned long long)inserted);
     metrics_add(run->inst->m_signals, inserted);
-    json_object_put(run->rows);
-    run->rows = json_object_new_array();
+    copy_rows_reset(&run->rows);
     util_uuid4(run->batch_id);
-    return INGEST_OK;
+    /* The next batch gets its own batch_id: rebuild the shared fields. */
+    json_object_put(run->prov);
+    run->prov = json_object_new_object();
+    return run->prov ? INGEST_OK : run_fail(run, INGEST_ENOMEM, "out of memory");
 }
 
 int run_cursor_get(ingest_run *run, const char *stream, char **value)

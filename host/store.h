@@ -8,6 +8,8 @@
 #include <libpq-fe.h>
 #include <stddef.h>
 
+#include "copy_rows.h"
+
 typedef struct store store;
 
 typedef struct store_cursor {
@@ -26,12 +28,18 @@ int store_ready(store *st);
 /* Copy the most recent connection error ("" when healthy) into out. */
 void store_last_error(store *st, char *out, size_t len);
 
-/* Insert `rows` (a json array of signal rows, may be NULL) and upsert
- * `cursor` (may be NULL) in one transaction shared with other callers'
- * pages. Blocks until committed or failed. *inserted (may be NULL) receives
- * the number of new rows (duplicates by dedupe key are not counted). The
- * caller keeps ownership of rows. Returns an ingest_status. */
-int store_commit(store *st, json_object *rows, const store_cursor *cursor, int *inserted);
+/* Columns of a signal row, in the order copy_rows fields must follow. */
+#define STORE_SIGNAL_COLUMNS                                                                       \
+    "tenant_id, connection_id, source, kind, occurred_at, dedupe_key, payload, raw, provenance"
+
+/* Insert `rows` (signal rows in COPY text format with STORE_SIGNAL_COLUMNS;
+ * may be NULL or empty) and upsert `cursor` (may be NULL) in one transaction
+ * shared with other callers' pages. Blocks until committed or failed.
+ * *inserted (may be NULL) receives the number of new rows (duplicates by
+ * dedupe key are not counted). The store adds ingested_at (the commit's
+ * time) to each row's provenance. The caller keeps ownership of rows.
+ * Returns an ingest_status. */
+int store_commit(store *st, const copy_rows *rows, const store_cursor *cursor, int *inserted);
 
 /* A commit made by a sync job also proves the job's lease is still held by
  * `owner` and extends it by lease_s: if another host took the job over, the
@@ -42,7 +50,7 @@ typedef struct store_fence {
     int lease_s;
 } store_fence;
 
-int store_commit_fenced(store *st, json_object *rows, const store_cursor *cursor,
+int store_commit_fenced(store *st, const copy_rows *rows, const store_cursor *cursor,
                         const store_fence *fence, int *inserted);
 
 /* Run fn(conn, arg) on a writer thread's connection and wait for it. fn

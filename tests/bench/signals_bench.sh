@@ -242,8 +242,9 @@ median() { sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (
 rate() { echo "$1 / $2" | bc -l; }
 
 STORE_BATCH=$(sed -n 's/^#define MAX_BATCH \([0-9]*\).*/\1/p' host/store.c)
-# What host/store.c uses to write signals (by keyword; read the file to be sure).
-STORE_SQL=$(grep -oE 'json_to_recordset|jsonb_to_recordset|unnest\(|COPY [a-z_]+|PQenterPipelineMode|ON CONFLICT \([a-z_, ]+\) DO NOTHING' host/store.c | sort -u | paste -sd ' ' -)
+# What host/store.c uses to write signals: its SQL string constants, by
+# keyword (comments excluded; read the file to be sure).
+STORE_SQL=$(grep -E '^ *"' host/store.c | grep -oE 'json_to_recordset|unnest\(|COPY [a-z_]+ |FROM [a-z_]+_staging|ON CONFLICT \([a-z_, ]+\) DO NOTHING' | sort -u | paste -sd ' ' -)
 cat <<HEAD
 signals benchmark — $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) CPU(s), $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- host 2>/dev/null || echo ' + uncommitted host/ changes')
   rows per run        $SIGNALS (kind bench.row, dedupe key bench:<seq>, payload {"seq":N,"v":"x"})
