@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "deadletters.h"
 #include "log.h"
 #include "secrets.h"
 #include "util.h"
@@ -71,5 +72,41 @@ json_object *admin_rotate_key(hostd *h, json_object *req, char *err, size_t err_
     json_object_object_add(out, "key_id", json_object_new_string(crypto_primary_id(kr)));
     json_object_object_add(out, "rotated", json_object_new_int64(rotated));
     json_object_object_add(out, "failed", json_object_new_int64(failed));
+    return out;
+}
+
+json_object *admin_deadletters(hostd *h, json_object *req, char *err, size_t err_len)
+{
+    json_object *v = NULL;
+    int include_replayed =
+        json_object_object_get_ex(req, "include_replayed", &v) && json_object_get_boolean(v);
+    int limit = json_object_object_get_ex(req, "limit", &v) ? json_object_get_int(v) : 100;
+    if (limit < 1 || limit > 10000) {
+        snprintf(err, err_len, "limit must be from 1 to 10000");
+        return NULL;
+    }
+    json_object *list = NULL;
+    if (deadletters_list(h->store, get_str(req, "provider"), include_replayed, limit, &list, err,
+                         err_len) != INGEST_OK)
+        return NULL;
+    json_object *out = json_object_new_object();
+    json_object_object_add(out, "dead_letters", list);
+    return out;
+}
+
+json_object *admin_replay(hostd *h, json_object *req, char *err, size_t err_len)
+{
+    const char *id = get_str(req, "id");
+    if (id && !util_is_uuid(id)) {
+        snprintf(err, err_len, "dead letter id must be a UUID");
+        return NULL;
+    }
+    long long replayed = 0;
+    if (deadletters_replay(h->store, id, &replayed, err, err_len) != INGEST_OK)
+        return NULL;
+    log_info("replay: %lld dead letter(s) queued again%s%s", replayed, id ? ": " : "",
+             id ? id : "");
+    json_object *out = json_object_new_object();
+    json_object_object_add(out, "replayed", json_object_new_int64(replayed));
     return out;
 }

@@ -20,4 +20,11 @@ json_object *admin_connection_add(hostd *h, json_object *req, char *err, size_t 
  * primary key. */
 json_object *admin_rotate_key(hostd *h, json_object *req, char *err, size_t err_len);
 
+/* {"provider"?, "include_replayed"?: bool, "limit"?: 1..10000} -> {"dead_letters": [...]} */
+json_object *admin_deadletters(hostd *h, json_object *req, char *err, size_t err_len);
+
+/* {"id"?: uuid} -> {"replayed": n}: one dead letter, or all waiting ones
+ * without an id. */
+json_object *admin_replay(hostd *h, json_object *req, char *err, size_t err_len);
+
 #endif

@@ -60,6 +60,9 @@ static const key_spec key_specs[] = {
     INT(job_poll_ms, 1000, 20, 60000, 0),
     INT(max_jobs, 0, 0, 4096, 0),
     INT(backfill_days, 30, 1, 3650, 0),
+    INT(http_timeout_s, 30, 1, 3600, 1),
+    INT(webhook_queue, 10000, 16, 1000000, 1),
+    INT(webhook_max_attempts, 5, 1, 100, 0),
 };
 #define N_KEYS (sizeof key_specs / sizeof key_specs[0])
 

@@ -204,6 +204,8 @@ static void cmd_connection_add(client *c, json_object *req)
 }
 
 static void cmd_rotate_key(client *c, json_object *req) { run_admin(c, req, admin_rotate_key); }
+static void cmd_deadletters(client *c, json_object *req) { run_admin(c, req, admin_deadletters); }
+static void cmd_replay(client *c, json_object *req) { run_admin(c, req, admin_replay); }
 
 static void cmd_ping(client *c, json_object *req)
 {
@@ -226,6 +228,8 @@ static const command commands[] = {
     {"ping", cmd_ping},
     {"connection_add", cmd_connection_add},
     {"rotate_key", cmd_rotate_key},
+    {"deadletters", cmd_deadletters},
+    {"replay", cmd_replay},
 };
 
 static void dispatch(client *c, const char *line)

@@ -31,6 +31,10 @@ typedef struct options {
     const char *name;
     const char *auth_kind;
     const char *config_json;
+    /* deadletters, replay */
+    const char *provider;
+    int all;
+    int limit;
     char **args; /* positional arguments after the command */
     int n_args;
 } options;
@@ -43,7 +47,7 @@ typedef struct command {
     const char *name; /* as typed */
     const char *wire; /* "cmd" sent to the daemon; NULL = handled locally */
     const char *help;
-    int n_args; /* positional arguments required */
+    int n_args; /* positional arguments required; -1: zero or one */
     request_fn build;
     print_fn print;
 } command;
@@ -55,6 +59,10 @@ static int print_ping(json_object *result, const options *o);
 static int print_connection(json_object *result, const options *o);
 static int print_rotate(json_object *result, const options *o);
 static json_object *build_connection_add(const options *o);
+static int print_deadletters(json_object *result, const options *o);
+static int print_replay(json_object *result, const options *o);
+static json_object *build_deadletters(const options *o);
+static json_object *build_replay(const options *o);
 
 static const command commands[] = {
     {"list", "list", "plugins: name, version, file, state, since, last error, counts", 0, NULL,
@@ -71,6 +79,12 @@ static const command commands[] = {
      1, build_connection_add, print_connection},
     {"rotate-key", "rotate_key", "re-encrypt every stored secret under the current key", 0, NULL,
      print_rotate},
+    {"deadletters", "deadletters",
+     "[--provider P] [--all] [--limit N]: deliveries and jobs that kept failing, newest first\n"
+     "           (--all includes those already replayed)",
+     0, build_deadletters, print_deadletters},
+    {"replay", "replay", "ID | --all: queue dead letters again (attempts reset)", -1, build_replay,
+     print_replay},
     {"migrate", NULL, "apply database migrations now (talks to PostgreSQL, not the daemon)", 0,
      NULL, NULL},
 };
@@ -427,6 +441,56 @@ static int print_rotate(json_object *result, const options *o)
     return failed ? EXIT_FAILED : 0;
 }
 
+static json_object *build_deadletters(const options *o)
+{
+    json_object *req = json_object_new_object();
+    if (o->provider)
+        json_object_object_add(req, "provider", json_object_new_string(o->provider));
+    json_object_object_add(req, "include_replayed", json_object_new_boolean(o->all));
+    json_object_object_add(req, "limit", json_object_new_int(o->limit > 0 ? o->limit : 100));
+    return req;
+}
+
+static int print_deadletters(json_object *result, const options *o)
+{
+    json_object *list = json_object_object_get(result, "dead_letters");
+    if (o->json) {
+        print_json(list);
+        return 0;
+    }
+    size_t n = list ? json_object_array_length(list) : 0;
+    if (n == 0)
+        printf("no dead letters\n");
+    for (size_t i = 0; i < n; i++) {
+        json_object *d = json_object_array_get_idx(list, i);
+        printf("%s %-7s %-12s attempts %lld  %s%s\n    %s\n", str(d, "id"), str(d, "kind"),
+               str(d, "provider"), num(d, "attempts"), str(d, "created_at"),
+               str(d, "replayed_at") ? " (replayed)" : "", str(d, "error"));
+    }
+    return 0;
+}
+
+static json_object *build_replay(const options *o)
+{
+    if ((o->n_args == 1) == (o->all != 0)) {
+        fprintf(stderr, "ingest-hostctl: replay needs a dead letter ID or --all (not both)\n");
+        return NULL;
+    }
+    json_object *req = json_object_new_object();
+    if (o->n_args == 1)
+        json_object_object_add(req, "id", json_object_new_string(o->args[0]));
+    return req;
+}
+
+static int print_replay(json_object *result, const options *o)
+{
+    if (o->json)
+        print_json(result);
+    else
+        printf("replayed %lld dead letter(s)\n", num(result, "replayed"));
+    return 0;
+}
+
 /* migrate talks to PostgreSQL directly so a deploy can run it before start. */
 static int run_migrate(const options *o)
 {
@@ -471,6 +535,9 @@ static int parse_options(int argc, char **argv, options *o)
                                          {"name", required_argument, NULL, 'N'},
                                          {"auth-kind", required_argument, NULL, 'A'},
                                          {"config-json", required_argument, NULL, 'C'},
+                                         {"provider", required_argument, NULL, 'P'},
+                                         {"all", no_argument, NULL, 'a'},
+                                         {"limit", required_argument, NULL, 'l'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     int opt;
@@ -503,6 +570,19 @@ static int parse_options(int argc, char **argv, options *o)
             break;
         case 'C':
             o->config_json = optarg;
+            break;
+        case 'P':
+            o->provider = optarg;
+            break;
+        case 'a':
+            o->all = 1;
+            break;
+        case 'l':
+            o->limit = atoi(optarg);
+            if (o->limit <= 0 || o->limit > 10000) {
+                fprintf(stderr, "ingest-hostctl: --limit needs a number from 1 to 10000\n");
+                return -1;
+            }
             break;
         case 'h':
             usage(stdout);
@@ -541,9 +621,11 @@ int main(int argc, char **argv)
     }
     o.args = argv + optind + 1;
     o.n_args = argc - optind - 1;
-    if (o.n_args != cmd->n_args) {
-        if (o.n_args > cmd->n_args)
-            fprintf(stderr, "ingest-hostctl: unexpected argument '%s'\n", o.args[cmd->n_args]);
+    int n_ok = cmd->n_args < 0 ? o.n_args <= 1 : o.n_args == cmd->n_args;
+    if (!n_ok) {
+        int max = cmd->n_args < 0 ? 1 : cmd->n_args;
+        if (o.n_args > max)
+            fprintf(stderr, "ingest-hostctl: unexpected argument '%s'\n", o.args[max]);
         else
             fprintf(stderr, "ingest-hostctl: %s needs %d argument(s)\n", cmd->name, cmd->n_args);
         usage(stderr);

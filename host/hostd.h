@@ -22,6 +22,10 @@ typedef struct httpd httpd;
 typedef struct control_server control_server;
 typedef struct reload_state reload_state;
 typedef struct executor_state executor_state;
+typedef struct inbox inbox;
+typedef struct dispatch_state dispatch_state;
+typedef struct webhook_metrics_table webhook_metrics_table;
+typedef struct webhook_cache webhook_cache;
 
 typedef struct hostd {
     struct event_base *base;
@@ -37,11 +41,16 @@ typedef struct hostd {
     control_server *control;
     reload_state *reload;
     executor_state *executor;
+    inbox *inbox;                           /* durable webhook inbox (group commit) */
+    dispatch_state *dispatch;               /* stored deliveries -> plugin callbacks */
+    webhook_metrics_table *webhook_metrics; /* per-provider webhook series */
+    webhook_cache *webhook_cache;           /* connection secrets for verification; loop thread */
     struct event *drain_timer;
     struct event *shutdown_timer;
     int64_t shutdown_deadline_ms;
     atomic_int shutting_down;
-    atomic_int plugins_loaded; /* the first scan has finished */
+    atomic_int plugins_loaded;    /* the first scan has finished */
+    atomic_int webhooks_inflight; /* webhook requests accepted but not yet answered */
     int64_t started_us;
     const ingest_host_api *api;
     /* Current keyring; replaced on reload. Retired ones stay allocated until

@@ -14,8 +14,11 @@
 #include "log.h"
 #include "metrics.h"
 #include "registry.h"
+#include "webhook.h"
 
-#define REQUEST_TIMEOUT_S 30
+/* evhttp itself refuses bodies beyond this many times max_body_bytes (with
+ * its own HTML 413); below it the webhook route answers problem+json. */
+#define HARD_BODY_FACTOR 4
 
 struct httpd {
     hostd *h;
@@ -125,6 +128,10 @@ static void on_request(struct evhttp_request *req, void *arg)
     const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
     if (!path)
         path = "/";
+    if (strncmp(path, "/webhooks/", 10) == 0) {
+        webhook_handle(s->h, req, path);
+        return;
+    }
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
         if (strcmp(routes[i].path, path) != 0)
             continue;
@@ -152,8 +159,8 @@ httpd *httpd_start(hostd *h, const char *host, int port, char *err, size_t err_l
         snprintf(err, err_len, "cannot create the HTTP server");
         return NULL;
     }
-    evhttp_set_timeout(s->http, REQUEST_TIMEOUT_S);
-    evhttp_set_max_body_size(s->http, h->cfg->max_body_bytes);
+    evhttp_set_timeout(s->http, h->cfg->http_timeout_s);
+    evhttp_set_max_body_size(s->http, (ev_ssize_t)h->cfg->max_body_bytes * HARD_BODY_FACTOR);
     evhttp_set_allowed_methods(s->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST |
                                             EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH);
     evhttp_set_gencb(s->http, on_request, s);

@@ -14,15 +14,19 @@
 
 #include "api.h"
 #include "control.h"
+#include "dispatch.h"
 #include "executor.h"
 #include "hostd.h"
 #include "httpd.h"
+#include "inbox.h"
 #include "instance.h"
 #include "log.h"
 #include "registry.h"
 #include "reload.h"
 #include "scheduler.h"
 #include "util.h"
+#include "webhook_cache.h"
+#include "webhook_metrics.h"
 
 #define EXIT_CONFIG 2
 #define EXIT_START 1
@@ -39,7 +43,12 @@ static void usage(FILE *out)
             INGEST_DEFAULT_CONFIG);
 }
 
-static int all_idle(hostd *h) { return workers_busy(h->workers) == 0 && !reload_busy(h); }
+/* Idle: no plugin work, no reload, and every webhook request answered. */
+static int all_idle(hostd *h)
+{
+    return workers_busy(h->workers) == 0 && !reload_busy(h) &&
+           atomic_load(&h->webhooks_inflight) == 0;
+}
 
 static void on_shutdown_check(evutil_socket_t fd, short what, void *arg)
 {
@@ -65,6 +74,7 @@ void hostd_begin_shutdown(hostd *h, const char *why)
     httpd_stop_accepting(h->http);
     control_stop_accepting(h->control);
     executor_stop(h);
+    dispatch_stop(h);
     registry_each(h->plugins, stop_timers, NULL);
     h->shutdown_deadline_ms = util_mono_ms() + (int64_t)h->cfg->shutdown_timeout_s * 1000;
     struct timeval tv = {0, DRAIN_CHECK_MS * 1000};
@@ -155,7 +165,11 @@ static int start_modules(hostd *h, const hostd_config *cfg, char *err, size_t er
     h->plugins = registry_new();
     h->workers = workers_new(cfg->workers, (size_t)cfg->work_queue);
     h->store = store_new(cfg->database_url, cfg->database_pool, cfg->database_retry_max_s);
-    if (!h->mailbox || !h->metrics || !h->plugins || !h->workers || !h->store || reload_init(h) < 0)
+    h->inbox = h->store ? inbox_new(h, cfg->webhook_queue, cfg->database_pool) : NULL;
+    h->webhook_cache = webhook_cache_new();
+    h->webhook_metrics = webhook_metrics_new();
+    if (!h->mailbox || !h->metrics || !h->plugins || !h->workers || !h->store || !h->inbox ||
+        !h->webhook_cache || !h->webhook_metrics || reload_init(h) < 0)
         return snprintf(err, err_len, "cannot allocate the daemon's modules"), -1;
     h->m_reloads_ok = metrics_register(h->metrics, METRIC_COUNTER, "ingest_reloads_total",
                                        "Reloads by outcome", "result=\"ok\"", h, NULL, 0);
@@ -180,11 +194,14 @@ static void free_event(struct event *ev)
 static void teardown(hostd *h, struct event **events, size_t n_events)
 {
     reload_join(h);
+    inbox_stop(h->inbox); /* commits what is queued: those requests were verified */
     workers_stop(h->workers);
     loop_mailbox_free(h->mailbox); /* runs completions posted by the last tasks */
     h->mailbox = NULL;
     reload_collect_drained(h, 1);
     executor_free(h);
+    dispatch_free(h);
+    inbox_free(h->inbox);
     for (instance *inst = registry_take_all(h->plugins), *next; inst; inst = next) {
         next = inst->next;
         instance_destroy(inst);
@@ -199,6 +216,8 @@ static void teardown(hostd *h, struct event **events, size_t n_events)
     workers_free(h->workers);
     reload_free(h);
     registry_free(h->plugins);
+    webhook_cache_free(h->webhook_cache);
+    webhook_metrics_free(h->webhook_metrics);
     metrics_free(h->metrics);
     if (h->runtime_dir)
         util_rmdir_flat(h->runtime_dir);
@@ -230,8 +249,8 @@ static int run_daemon(hostd *h)
         teardown(h, NULL, 0);
         return EXIT_START;
     }
-    if (executor_start(h) < 0) {
-        log_error("cannot start the job executor");
+    if (executor_start(h) < 0 || dispatch_start(h) < 0) {
+        log_error("cannot start the job executor or the webhook dispatcher");
         teardown(h, NULL, 0);
         return EXIT_START;
     }

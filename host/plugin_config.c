@@ -23,7 +23,24 @@ typedef struct build_ctx {
     size_t err_len;
     char *fp; /* fingerprint under construction */
     size_t fp_len;
+    char *base; /* struct the fields' offsets point into */
 } build_ctx;
+
+/* Keys the host itself reads from every plugins.<name> group, beside the
+ * plugin's own schema. */
+#define HOST_FIELD(k, t, d)                                                                        \
+    {                                                                                              \
+#k, t, NULL, 0, 0, 0, offsetof(plugin_host_conf, k), d                                     \
+    }
+static const ingest_config_field host_fields[] = {
+    HOST_FIELD(webhook_secret, INGEST_CONF_SECRET,
+               "secret that verifies this provider's webhooks (single-tenant set-ups)"),
+    HOST_FIELD(webhook_secret_previous, INGEST_CONF_SECRET,
+               "the secret being rotated out; either verifies while both are set"),
+    HOST_FIELD(webhook_tenant_id, INGEST_CONF_STRING,
+               "tenant (uuid) of webhooks that arrive without a connection id"),
+};
+#define N_HOST_FIELDS (sizeof host_fields / sizeof host_fields[0])
 
 static int own(plugin_conf *conf, void *ptr)
 {
@@ -124,7 +141,7 @@ static int put_string(build_ctx *b, const ingest_config_field *f, const char *va
     char *copy = strdup(value);
     if (own(b->conf, copy) < 0)
         return fail(b, line, f->key, "out of memory");
-    memcpy((char *)b->conf->data + f->offset, &copy, sizeof copy);
+    memcpy(b->base + f->offset, &copy, sizeof copy);
     if (f->type == INGEST_CONF_SECRET) {
         char **grown = realloc(b->conf->secrets, (b->conf->n_secrets + 1) * sizeof *grown);
         if (!grown)
@@ -143,7 +160,7 @@ static int put_list(build_ctx *b, const ingest_config_field *f, char **items, si
 {
     /* items and the strings are already owned; store the view and fingerprint. */
     ingest_string_list list = {(const char *const *)items, count};
-    memcpy((char *)b->conf->data + f->offset, &list, sizeof list);
+    memcpy(b->base + f->offset, &list, sizeof list);
     /* JSON keeps ["a,b"] and ["a", "b"] apart. */
     json_object *arr = json_object_new_array();
     for (size_t i = 0; arr && i < count; i++)
@@ -157,7 +174,7 @@ static int put_list(build_ctx *b, const ingest_config_field *f, char **items, si
 /* A textual value (environment or default) of any type. */
 static int put_text(build_ctx *b, const ingest_config_field *f, const char *text, int line)
 {
-    char *slot = (char *)b->conf->data + f->offset;
+    char *slot = b->base + f->offset;
     char *end;
     switch (f->type) {
     case INGEST_CONF_STRING:
@@ -210,7 +227,7 @@ static int put_setting(build_ctx *b, const ingest_config_field *f, const config_
 {
     int line = config_setting_source_line(s);
     int type = config_setting_type(s);
-    char *slot = (char *)b->conf->data + f->offset;
+    char *slot = b->base + f->offset;
     char text[64];
     switch (f->type) {
     case INGEST_CONF_STRING:
@@ -281,6 +298,14 @@ static int edit_distance(const char *a, const char *b)
     return d[la][lb];
 }
 
+static int is_host_key(const char *name)
+{
+    for (size_t i = 0; i < N_HOST_FIELDS; i++)
+        if (strcmp(host_fields[i].key, name) == 0)
+            return 1;
+    return 0;
+}
+
 static int check_unknown_keys(build_ctx *b, const ingest_config_field *fields, size_t n,
                               const config_setting_t *group)
 {
@@ -297,7 +322,7 @@ static int check_unknown_keys(build_ctx *b, const ingest_config_field *fields, s
             if (d < best_d)
                 best_d = d, best = fields[k].key;
         }
-        if (k < n)
+        if (k < n || is_host_key(name))
             continue;
         if (best)
             return fail(b, config_setting_source_line(s), name, "unknown key (did you mean '%s'?)",
@@ -359,13 +384,32 @@ static int fill_field(build_ctx *b, const ingest_config_field *f, const config_s
     return 0;
 }
 
+/* The plugin may declare a key of the same name itself; then it is the
+ * plugin's, and the host reads the plugin's value. */
+static int fill_host_fields(build_ctx *b, const config_setting_t *group)
+{
+    b->base = (char *)&b->conf->host;
+    size_t conf_size = b->conf_size;
+    b->conf_size = sizeof b->conf->host;
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < N_HOST_FIELDS; i++)
+        rc = fill_field(b, &host_fields[i], group);
+    b->conf_size = conf_size;
+    b->base = b->conf->data;
+    if (rc == 0 && b->conf->host.webhook_tenant_id &&
+        !util_is_uuid(b->conf->host.webhook_tenant_id))
+        rc = fail(b, group ? config_setting_source_line(group) : 0, "webhook_tenant_id",
+                  "must be a uuid");
+    return rc;
+}
+
 int plugin_conf_build(const char *plugin, const ingest_config_field *fields, size_t n_fields,
                       size_t field_size, size_t conf_size, const config_setting_t *group,
                       const char *file, plugin_conf **out, char *err, size_t err_len)
 {
     *out = NULL;
     plugin_conf *conf = calloc(1, sizeof *conf);
-    build_ctx b = {plugin, file, conf, conf_size, err, err_len, NULL, 0};
+    build_ctx b = {plugin, file, conf, conf_size, err, err_len, NULL, 0, NULL};
     if (!conf || !(conf->data = calloc(1, conf_size ? conf_size : 1))) {
         free(conf);
         snprintf(err, err_len, "out of memory");
@@ -382,11 +426,13 @@ int plugin_conf_build(const char *plugin, const ingest_config_field *fields, siz
         plugin_conf_free(conf);
         return -1;
     }
+    b.base = conf->data;
     ingest_config_field *schema = copy_schema(&b, fields, n_fields, field_size);
     int rc = schema ? check_unknown_keys(&b, schema, n_fields, group) : -1;
     for (size_t i = 0; rc == 0 && i < n_fields; i++)
         rc = fill_field(&b, &schema[i], group);
     free(schema);
+    rc = rc == 0 ? fill_host_fields(&b, group) : rc;
     conf->fingerprint = b.fp ? b.fp : strdup("");
     if (rc < 0 || !conf->fingerprint) {
         plugin_conf_free(conf);

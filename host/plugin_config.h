@@ -8,13 +8,21 @@
 
 #include "ingest/plugin.h"
 
+/* Keys the host reads from a plugin's group whatever the plugin declares. */
+typedef struct plugin_host_conf {
+    const char *webhook_secret;          /* NULL when unset */
+    const char *webhook_secret_previous; /* rotation: also accepted */
+    const char *webhook_tenant_id;       /* tenant of connection-less webhooks */
+} plugin_host_conf;
+
 typedef struct plugin_conf {
     void *data;   /* conf_size bytes handed to init(); owns nothing itself */
     char **owned; /* strings and list arrays the data points into */
     size_t n_owned;
     char **secrets; /* values of SECRET keys (also in owned), for redaction */
     size_t n_secrets;
-    char *fingerprint; /* canonical text of every value (secrets hashed): equal = unchanged */
+    char *fingerprint;     /* canonical text of every value (secrets hashed): equal = unchanged */
+    plugin_host_conf host; /* strings owned through `owned` */
 } plugin_conf;
 
 /* Build the conf for `plugin` (the plugin's name, for env overrides

@@ -56,7 +56,17 @@ int run_set_fence(ingest_run *run, const char *job_id, const char *owner, int le
     run->fence_owner = strdup(owner);
     if (!run->fence_owner || !run->job_id || strcmp(run->job_id, job_id) != 0)
         return INGEST_EINVAL;
-    run->fence = (store_fence){run->job_id, run->fence_owner, lease_s};
+    run->fence = (store_fence){run->job_id, run->fence_owner, lease_s, FENCE_JOB, 0};
+    return INGEST_OK;
+}
+
+int run_set_delivery_fence(ingest_run *run, const char *delivery_id, const char *owner, int lease_s)
+{
+    free(run->fence_owner);
+    run->fence_owner = strdup(owner);
+    if (!run->fence_owner || !run->delivery_id || strcmp(run->delivery_id, delivery_id) != 0)
+        return INGEST_EINVAL;
+    run->fence = (store_fence){run->delivery_id, run->fence_owner, lease_s, FENCE_DELIVERY, 0};
     return INGEST_OK;
 }
 
@@ -239,7 +249,7 @@ static int commit(ingest_run *run, const store_cursor *cursor)
     int rc = store_commit_fenced(run->inst->host->store, &run->rows, cursor,
                                  run->fence.job_id ? &run->fence : NULL, &inserted);
     if (rc == INGEST_ECANCELED)
-        return run_fail(run, rc, "the job's lease was lost to another host; nothing committed");
+        return run_fail(run, rc, "the lease was lost to another host; nothing committed");
     if (rc != INGEST_OK)
         return run_fail(run, rc, "store commit failed (status %d)", rc);
     run->stored += inserted;
@@ -292,5 +302,6 @@ int run_finish(ingest_run *run, int status)
 {
     if (status != INGEST_OK)
         return status;
+    run->fence.complete = 1;
     return commit(run, NULL);
 }

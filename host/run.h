@@ -12,6 +12,10 @@ ingest_run *run_new(instance *inst, const char *tenant_id, const char *connectio
                     const char *job_id, const char *delivery_id);
 /* Make every commit of this run prove the job's lease (see store_fence). */
 int run_set_fence(ingest_run *run, const char *job_id, const char *owner, int lease_s);
+/* The same for a webhook delivery; the run's final commit (run_finish with
+ * INGEST_OK) also marks the delivery processed. */
+int run_set_delivery_fence(ingest_run *run, const char *delivery_id, const char *owner,
+                           int lease_s);
 /* Signals newly stored by this run so far. */
 long long run_stored(const ingest_run *run);
 

@@ -63,6 +63,12 @@ static const char create_staging_sql[] =
     " source text, kind text, occurred_at timestamptz, dedupe_key text, payload jsonb,"
     " raw jsonb, provenance jsonb) ON COMMIT DELETE ROWS";
 
+/* The webhook inbox (inbox.c) stages deliveries the same way. */
+static const char create_deliveries_staging_sql[] =
+    "CREATE TEMP TABLE IF NOT EXISTS deliveries_staging (ord int, id uuid, provider text,"
+    " scope text, delivery_key text, tenant_id uuid, connection_id uuid, headers jsonb,"
+    " body bytea, content_type text, received_at timestamptz) ON COMMIT DELETE ROWS";
+
 static const char copy_staging_sql[] = "COPY signals_staging (" STORE_SIGNAL_COLUMNS ") FROM STDIN";
 
 static const char insert_signals_sql[] =
@@ -80,6 +86,15 @@ static const char upsert_cursor_sql[] =
 static const char fence_sql[] =
     "UPDATE sync_jobs SET lease_expires_at = now() + make_interval(secs => $3::int),"
     " updated_at = now() WHERE id = $1 AND lease_owner = $2 AND state = 'running'";
+
+static const char fence_delivery_sql[] =
+    "UPDATE webhook_deliveries SET lease_expires_at = now() + make_interval(secs => $3::int)"
+    " WHERE id = $1 AND lease_owner = $2 AND state = 'processing'";
+
+static const char complete_delivery_sql[] =
+    "UPDATE webhook_deliveries SET state = 'processed', processed_at = now(),"
+    " lease_owner = NULL, lease_expires_at = NULL, last_error = NULL"
+    " WHERE id = $1 AND lease_owner = $2 AND state = 'processing'";
 
 static const char select_cursor_sql[] =
     "SELECT value FROM cursors WHERE provider = $1"
@@ -121,7 +136,8 @@ static PGconn *connect_once(store *st, char *err, size_t err_len)
     PQsetNoticeProcessor(conn, on_notice, NULL);
     int applied = 0;
     if (migrations_apply(conn, &applied, err, err_len) < 0 ||
-        store_exec(conn, create_staging_sql, 0, NULL, NULL, err, err_len) != INGEST_OK) {
+        store_exec(conn, create_staging_sql, 0, NULL, NULL, err, err_len) != INGEST_OK ||
+        store_exec(conn, create_deliveries_staging_sql, 0, NULL, NULL, err, err_len) != INGEST_OK) {
         PQfinish(conn);
         return NULL;
     }
@@ -251,14 +267,19 @@ static int check_fence(PGconn *conn, const store_fence *f, char *err, size_t err
     char lease[16];
     snprintf(lease, sizeof lease, "%d", f->lease_s);
     const char *p[] = {f->job_id, f->owner, lease};
+    const char *sql = f->kind == FENCE_JOB ? fence_sql
+                      : f->complete        ? complete_delivery_sql
+                                           : fence_delivery_sql;
     PGresult *res = NULL;
-    int rc = store_exec(conn, fence_sql, 3, p, &res, err, err_len);
+    int rc = store_exec(conn, sql, f->kind == FENCE_DELIVERY && f->complete ? 2 : 3, p, &res, err,
+                        err_len);
     if (rc != INGEST_OK)
         return rc;
     int held = atoi(PQcmdTuples(res)) == 1;
     PQclear(res);
     if (!held) {
-        snprintf(err, err_len, "job %s: lease lost to another host", f->job_id);
+        snprintf(err, err_len, "%s %s: lease lost to another host",
+                 f->kind == FENCE_JOB ? "job" : "delivery", f->job_id);
         return INGEST_ECANCELED;
     }
     return INGEST_OK;

@@ -44,10 +44,19 @@ int store_commit(store *st, const copy_rows *rows, const store_cursor *cursor, i
 /* A commit made by a sync job also proves the job's lease is still held by
  * `owner` and extends it by lease_s: if another host took the job over, the
  * commit is refused (INGEST_ECANCELED) and nothing of it is stored. */
+typedef enum store_fence_kind {
+    FENCE_JOB = 0,  /* job_id is a sync_jobs id */
+    FENCE_DELIVERY, /* job_id is a webhook_deliveries id */
+} store_fence_kind;
+
 typedef struct store_fence {
     const char *job_id;
     const char *owner;
     int lease_s;
+    store_fence_kind kind;
+    /* FENCE_DELIVERY: this commit finishes the delivery; it becomes
+     * 'processed' in the same transaction as its signals. */
+    int complete;
 } store_fence;
 
 int store_commit_fenced(store *st, const copy_rows *rows, const store_cursor *cursor,

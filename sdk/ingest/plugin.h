@@ -163,7 +163,16 @@ typedef struct ingest_webhook_spec {
     const char *body_timestamp_field; /* JSON body field in ms that must be fresh (Linear) */
     uint32_t tolerance_s;             /* max clock skew for timestamps; 0 = 300 */
     const char *delivery_id_header;   /* idempotency key header, e.g. "X-GitHub-Delivery" */
+    const char *delivery_id_field;    /* or a top-level JSON body field, e.g. Slack "event_id" */
 } ingest_webhook_spec;
+
+/* What a plugin answers to a provider handshake (see webhook_handshake).
+ * Host-owned, zeroed before the call; the plugin fills it. */
+typedef struct ingest_webhook_reply {
+    int status;            /* HTTP status, e.g. 200 */
+    char content_type[64]; /* e.g. "text/plain"; empty = application/json */
+    char body[4096];       /* NUL-terminated response body */
+} ingest_webhook_reply;
 
 /* The vendor's published quota; the host spends a configurable share of it. */
 typedef struct ingest_rate_limit {
@@ -321,6 +330,16 @@ typedef struct ingest_plugin {
      * reject. All pointers are borrowed for the duration of the call. */
     int (*verify_webhook)(void *state, const ingest_header *headers, size_t n_headers,
                           const unsigned char *body, size_t body_len, const char *secret);
+
+    /* Optional. Runs on a worker for every verified delivery before it is
+     * stored, so set it only if the provider has handshakes (Slack
+     * url_verification, Google channel "sync" messages). Return 1 after
+     * filling `reply` to answer the request yourself (nothing is stored), 0
+     * to store and process the delivery normally. `delivery` is borrowed for
+     * the call; its delivery_id is the computed idempotency key and
+     * attempt is 0. */
+    int (*webhook_handshake)(void *state, const ingest_delivery *delivery,
+                             ingest_webhook_reply *reply);
 } ingest_plugin;
 
 /* ------------------------------------------------------------------------ */

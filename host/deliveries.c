@@ -1,0 +1,258 @@
+/* deliveries.c — like jobs.c, every update is fenced on (id, lease_owner) so
+ * a host that lost its lease changes nothing. */
+#include "deliveries.h"
+
+#include <json-c/json.h>
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+/* Deliveries whose host died while processing them go back to retrying
+ * (the attempt counted); a last attempt lost that way is dead-lettered. */
+static const char reap_sql[] =
+    "WITH lost AS ("
+    "  UPDATE webhook_deliveries SET lease_owner = NULL, lease_expires_at = NULL,"
+    "   last_error = 'the host processing it stopped before finishing',"
+    "   state = CASE WHEN attempts >= $2::int THEN 'dead' ELSE 'retrying' END"
+    "  WHERE state = 'processing' AND lease_expires_at < now() AND provider = ANY($1::text[])"
+    "  RETURNING id, tenant_id, provider, connection_id, delivery_key, attempts, state,"
+    "   last_error)"
+    " INSERT INTO dead_letters (kind, tenant_id, provider, connection_id, ref_id, payload,"
+    "  error, attempts)"
+    " SELECT 'webhook', tenant_id, provider, connection_id, id,"
+    "  jsonb_build_object('delivery_key', delivery_key), last_error, attempts"
+    " FROM lost WHERE state = 'dead'";
+
+static const char claim_sql[] =
+    "WITH due AS ("
+    "  SELECT id FROM webhook_deliveries"
+    "  WHERE state IN ('pending', 'retrying') AND run_after <= now()"
+    "   AND provider = ANY($2::text[])"
+    "  ORDER BY run_after"
+    "  LIMIT $3"
+    "  FOR UPDATE SKIP LOCKED)"
+    " UPDATE webhook_deliveries d SET state = 'processing', attempts = d.attempts + 1,"
+    "  lease_owner = $1, lease_expires_at = now() + make_interval(secs => $4::int)"
+    " FROM due WHERE d.id = due.id"
+    " RETURNING d.id, d.provider, coalesce(d.tenant_id::text, ''),"
+    "  coalesce(d.connection_id::text, ''), d.delivery_key, d.content_type, d.body, d.headers,"
+    "  (extract(epoch FROM d.received_at) * 1000000)::bigint, d.attempts";
+
+static const char retry_sql[] =
+    "UPDATE webhook_deliveries SET state = 'retrying', lease_owner = NULL,"
+    " lease_expires_at = NULL, last_error = $3,"
+    " run_after = now() + make_interval(secs => $4::double precision / 1000)"
+    " WHERE id = $1 AND lease_owner = $2 AND state = 'processing'";
+
+static const char release_sql[] =
+    "UPDATE webhook_deliveries SET state = 'retrying', lease_owner = NULL,"
+    " lease_expires_at = NULL, attempts = greatest(attempts - 1, 0),"
+    " run_after = now() + make_interval(secs => $3::double precision / 1000)"
+    " WHERE id = $1 AND lease_owner = $2 AND state = 'processing'";
+
+static const char dead_sql[] =
+    "WITH dead AS ("
+    "  UPDATE webhook_deliveries SET state = 'dead', lease_owner = NULL,"
+    "   lease_expires_at = NULL, last_error = $3"
+    "  WHERE id = $1 AND lease_owner = $2 AND state = 'processing'"
+    "  RETURNING id, tenant_id, provider, connection_id, delivery_key, attempts)"
+    " INSERT INTO dead_letters (kind, tenant_id, provider, connection_id, ref_id, payload,"
+    "  error, attempts)"
+    " SELECT 'webhook', tenant_id, provider, connection_id, id,"
+    "  jsonb_build_object('delivery_key', delivery_key), $3, attempts FROM dead";
+
+static const char expire_sql[] = "DELETE FROM idempotency_keys WHERE expires_at < now()";
+
+typedef struct claim_args {
+    const char *owner;
+    char *const *providers;
+    size_t n_providers;
+    int limit, lease_s, max_attempts;
+    delivery_row *rows;
+    size_t n;
+} claim_args;
+
+/* '{a,b}' — plugin names are [a-z0-9_], so no quoting is needed. */
+static char *text_array(char *const *items, size_t n)
+{
+    char *joined = util_join(items, n, ",");
+    char *out = NULL;
+    if (joined && asprintf(&out, "{%s}", joined) < 0)
+        out = NULL;
+    free(joined);
+    return out;
+}
+
+/* Headers are stored as one JSON object, name -> value. */
+static int parse_headers(const char *json, delivery_row *d)
+{
+    json_object *o = json_tokener_parse(json);
+    if (!o || !json_object_is_type(o, json_type_object)) {
+        json_object_put(o);
+        return -1;
+    }
+    size_t n = (size_t)json_object_object_length(o);
+    d->headers = calloc(n ? n : 1, sizeof *d->headers);
+    int rc = d->headers ? 0 : -1;
+    json_object_object_foreach(o, name, value)
+    {
+        if (rc < 0)
+            break;
+        char *k = strdup(name), *v = strdup(json_object_get_string(value));
+        if (!k || !v) {
+            free(k);
+            free(v);
+            rc = -1;
+            break;
+        }
+        d->headers[d->n_headers++] = (ingest_header){k, v};
+    }
+    json_object_put(o);
+    return rc;
+}
+
+static int read_row(PGresult *res, int r, delivery_row *d)
+{
+    snprintf(d->id, sizeof d->id, "%s", PQgetvalue(res, r, 0));
+    snprintf(d->provider, sizeof d->provider, "%s", PQgetvalue(res, r, 1));
+    snprintf(d->tenant_id, sizeof d->tenant_id, "%s", PQgetvalue(res, r, 2));
+    snprintf(d->connection_id, sizeof d->connection_id, "%s", PQgetvalue(res, r, 3));
+    d->delivery_key = strdup(PQgetvalue(res, r, 4));
+    d->content_type = PQgetisnull(res, r, 5) ? NULL : strdup(PQgetvalue(res, r, 5));
+    d->body = PQunescapeBytea((const unsigned char *)PQgetvalue(res, r, 6), &d->body_len);
+    d->received_at_us = strtoll(PQgetvalue(res, r, 8), NULL, 10);
+    d->attempts = atoi(PQgetvalue(res, r, 9));
+    if (!d->delivery_key || !d->body || parse_headers(PQgetvalue(res, r, 7), d) < 0)
+        return -1;
+    return 0;
+}
+
+static int claim_fn(PGconn *conn, void *arg)
+{
+    claim_args *a = arg;
+    char *providers = text_array(a->providers, a->n_providers);
+    if (!providers)
+        return INGEST_ENOMEM;
+    char limit[16], lease[16], max_attempts[16], err[512];
+    snprintf(limit, sizeof limit, "%d", a->limit);
+    snprintf(lease, sizeof lease, "%d", a->lease_s);
+    snprintf(max_attempts, sizeof max_attempts, "%d", a->max_attempts);
+    const char *rp[] = {providers, max_attempts};
+    int rc = store_exec(conn, reap_sql, 2, rp, NULL, err, sizeof err);
+    const char *p[] = {a->owner, providers, limit, lease};
+    PGresult *res = NULL;
+    if (rc == INGEST_OK)
+        rc = store_exec(conn, claim_sql, 4, p, &res, err, sizeof err);
+    free(providers);
+    if (rc != INGEST_OK)
+        return rc;
+    int n = PQntuples(res);
+    a->rows = calloc(n ? (size_t)n : 1, sizeof *a->rows);
+    for (int r = 0; a->rows && r < n; r++) {
+        a->n++;
+        if (read_row(res, r, &a->rows[r]) < 0)
+            rc = INGEST_ENOMEM;
+    }
+    PQclear(res);
+    return a->rows ? rc : INGEST_ENOMEM;
+}
+
+int deliveries_claim(store *st, const char *owner, char *const *providers, size_t n_providers,
+                     int limit, int lease_s, int max_attempts, delivery_row **rows, size_t *n)
+{
+    claim_args a = {owner, providers, n_providers, limit, lease_s, max_attempts, NULL, 0};
+    *rows = NULL;
+    *n = 0;
+    if (n_providers == 0)
+        return INGEST_OK;
+    int rc = store_call(st, claim_fn, &a);
+    if (rc != INGEST_OK) {
+        /* Claimed rows we cannot hand out expire and are claimed again. */
+        deliveries_free(a.rows, a.n);
+        return rc;
+    }
+    *rows = a.rows;
+    *n = a.n;
+    return INGEST_OK;
+}
+
+void deliveries_row_clear(delivery_row *d)
+{
+    free(d->delivery_key);
+    free(d->content_type);
+    PQfreemem(d->body);
+    for (size_t i = 0; i < d->n_headers; i++) {
+        free((char *)d->headers[i].name);
+        free((char *)d->headers[i].value);
+    }
+    free(d->headers);
+    memset(d, 0, sizeof *d);
+}
+
+void deliveries_free(delivery_row *rows, size_t n)
+{
+    for (size_t i = 0; rows && i < n; i++)
+        deliveries_row_clear(&rows[i]);
+    free(rows);
+}
+
+typedef struct update_args {
+    const char *sql;
+    const char *const *params;
+    int n_params;
+} update_args;
+
+static int update_fn(PGconn *conn, void *arg)
+{
+    update_args *a = arg;
+    return store_exec(conn, a->sql, a->n_params, a->params, NULL, NULL, 0);
+}
+
+int deliveries_fail(store *st, const delivery_row *d, const char *owner, const char *error,
+                    int max_attempts, int64_t delay_ms, int *dead)
+{
+    int is_dead = d->attempts >= max_attempts;
+    if (dead)
+        *dead = is_dead;
+    char delay[32];
+    snprintf(delay, sizeof delay, "%lld", (long long)delay_ms);
+    const char *p[] = {d->id, owner, error, delay};
+    update_args a = {is_dead ? dead_sql : retry_sql, p, is_dead ? 3 : 4};
+    return store_call(st, update_fn, &a);
+}
+
+int deliveries_release(store *st, const delivery_row *d, const char *owner, int64_t delay_ms)
+{
+    char delay[32];
+    snprintf(delay, sizeof delay, "%lld", (long long)delay_ms);
+    const char *p[] = {d->id, owner, delay};
+    update_args a = {release_sql, p, 3};
+    return store_call(st, update_fn, &a);
+}
+
+typedef struct expire_args {
+    long long removed;
+} expire_args;
+
+static int expire_fn(PGconn *conn, void *arg)
+{
+    PGresult *res = NULL;
+    int rc = store_exec(conn, expire_sql, 0, NULL, &res, NULL, 0);
+    if (rc == INGEST_OK) {
+        ((expire_args *)arg)->removed = atoll(PQcmdTuples(res));
+        PQclear(res);
+    }
+    return rc;
+}
+
+int deliveries_expire_keys(store *st, long long *removed)
+{
+    expire_args a = {0};
+    int rc = store_call(st, expire_fn, &a);
+    if (removed)
+        *removed = a.removed;
+    return rc;
+}

@@ -1,0 +1,297 @@
+/* dispatch.c — the loop decides when to claim; claiming, running the
+ * plugin and recording outcomes happen on workers because they block. */
+#include "dispatch.h"
+
+#include <event2/event.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "backoff.h"
+#include "deliveries.h"
+#include "instance.h"
+#include "log.h"
+#include "registry.h"
+#include "run.h"
+#include "util.h"
+#include "webhook_metrics.h"
+
+#define CLAIM_MAX 64
+#define RELEASE_DELAY_MS 5000        /* plugin not loaded here: let another host try */
+#define KEY_EXPIRY_EVERY_S (10 * 60) /* how often expired idempotency keys are dropped */
+
+struct dispatch_state {
+    hostd *h;
+    char owner[128];
+    struct event *poll_timer, *wake, *expiry_timer;
+    atomic_int running;  /* deliveries in flight */
+    atomic_int claiming; /* a claim task is queued or running */
+    int stopped;
+};
+
+typedef struct provider_names {
+    char **names;
+    size_t n, cap;
+} provider_names;
+
+typedef struct delivery_task {
+    hostd *h;
+    instance *inst;
+    delivery_row row;
+} delivery_task;
+
+static int max_inflight(const hostd *h) { return h->cfg->workers * 2; }
+
+static void collect_webhook_plugins(instance *inst, void *arg)
+{
+    provider_names *p = arg;
+    if (inst->status != INSTANCE_LOADED || !inst->desc.handle_webhook || p->n == p->cap)
+        return;
+    p->names[p->n] = strdup(inst->name);
+    if (p->names[p->n])
+        p->n++;
+}
+
+static void names_free(provider_names *p)
+{
+    for (size_t i = 0; i < p->n; i++)
+        free(p->names[i]);
+    free(p->names);
+}
+
+static void task_done(void *arg) { dispatch_wake(arg); }
+
+static int run_plugin(delivery_task *t, ingest_run **run_out)
+{
+    delivery_row *d = &t->row;
+    struct dispatch_state *ds = t->h->dispatch;
+    ingest_delivery delivery = {
+        .hdr = INGEST_ABI_HEADER(ingest_delivery),
+        .delivery_id = d->delivery_key,
+        .tenant_id = d->tenant_id[0] ? d->tenant_id : NULL,
+        .connection_id = d->connection_id[0] ? d->connection_id : NULL,
+        .content_type = d->content_type,
+        .body = d->body,
+        .body_len = d->body_len,
+        .headers = d->headers,
+        .n_headers = d->n_headers,
+        .received_at_us = d->received_at_us,
+        .attempt = d->attempts,
+    };
+    ingest_run *run = run_new(t->inst, delivery.tenant_id, delivery.connection_id, NULL, d->id);
+    *run_out = run;
+    if (!run)
+        return INGEST_ENOMEM;
+    int rc = run_set_delivery_fence(run, d->id, ds->owner, t->h->cfg->job_lease_s);
+    if (rc != INGEST_OK)
+        return rc;
+    return run_finish(run, t->inst->desc.handle_webhook(run, t->inst->state, &delivery));
+}
+
+static void record_failure(delivery_task *t, int rc, const char *why, webhook_metrics *m)
+{
+    hostd *h = t->h;
+    delivery_row *d = &t->row;
+    log_fields f = {.plugin = t->inst->name,
+                    .tenant = d->tenant_id[0] ? d->tenant_id : NULL,
+                    .delivery = d->id};
+    char error[600];
+    snprintf(error, sizeof error, "webhook handler returned status %d%s%s", rc, why ? ": " : "",
+             why ? why : "");
+    int dead = 0;
+    int64_t delay = backoff_delay_ms(&backoff_default, d->attempts, util_random01());
+    int frc = deliveries_fail(h->store, d, h->dispatch->owner, error, h->cfg->webhook_max_attempts,
+                              delay, &dead);
+    metrics_add(dead ? m->dead_lettered : m->failed, 1);
+    log_write(INGEST_LOG_WARN, &f, "delivery %s attempt %d/%d failed%s: %s%s", d->delivery_key,
+              d->attempts, h->cfg->webhook_max_attempts,
+              dead ? ", moved to the dead letters" : ", will retry", error,
+              frc == INGEST_OK ? "" : " (outcome not recorded; it will be retried)");
+}
+
+static void process_delivery(void *arg)
+{
+    delivery_task *t = arg;
+    hostd *h = t->h;
+    webhook_metrics *m = webhook_metrics_for(h, t->row.provider);
+    ingest_run *run = NULL;
+    int rc = run_plugin(t, &run);
+    const char *why = run ? run_error(run) : NULL;
+    if (rc == INGEST_OK) {
+        metrics_add(m->processed, 1);
+    } else if (rc == INGEST_ECANCELED && why && strstr(why, "lease")) {
+        log_warn("webhooks: delivery %s abandoned: %s", t->row.id, why);
+    } else {
+        record_failure(t, rc, why, m);
+    }
+    run_free(run);
+    instance_release(t->inst);
+    deliveries_row_clear(&t->row);
+    atomic_fetch_sub(&h->dispatch->running, 1);
+    loop_post(h->mailbox, task_done, h);
+    free(t);
+}
+
+/* Hand each claimed delivery to a worker, or give it back. */
+static void hand_out(hostd *h, delivery_row *rows, size_t n)
+{
+    struct dispatch_state *ds = h->dispatch;
+    for (size_t i = 0; i < n; i++) {
+        instance *inst = registry_acquire(h->plugins, rows[i].provider);
+        delivery_task *t = inst && inst->desc.handle_webhook ? calloc(1, sizeof *t) : NULL;
+        if (t) {
+            *t = (delivery_task){h, inst, rows[i]};
+            atomic_fetch_add(&ds->running, 1);
+            if (workers_submit(h->workers, process_delivery, t) == 0) {
+                memset(&rows[i], 0, sizeof rows[i]); /* the task owns it now */
+                continue;
+            }
+            atomic_fetch_sub(&ds->running, 1);
+            free(t);
+        }
+        if (inst)
+            instance_release(inst);
+        deliveries_release(h->store, &rows[i], ds->owner, RELEASE_DELAY_MS);
+    }
+}
+
+typedef struct claim_task {
+    hostd *h;
+    provider_names names;
+    int limit;
+    size_t claimed;
+} claim_task;
+
+static void claim_done(void *arg)
+{
+    claim_task *c = arg;
+    struct dispatch_state *ds = c->h->dispatch;
+    atomic_store(&ds->claiming, 0);
+    if (c->claimed > 0 && (int)c->claimed == c->limit)
+        dispatch_wake(c->h); /* a full batch suggests more are due */
+    free(c);
+}
+
+static void claim_work(void *arg)
+{
+    claim_task *c = arg;
+    hostd *h = c->h;
+    delivery_row *rows = NULL;
+    size_t n = 0;
+    if (deliveries_claim(h->store, h->dispatch->owner, c->names.names, c->names.n, c->limit,
+                         h->cfg->job_lease_s, h->cfg->webhook_max_attempts, &rows, &n) == INGEST_OK)
+        hand_out(h, rows, n);
+    c->claimed = n;
+    deliveries_free(rows, n);
+    names_free(&c->names);
+    loop_post(h->mailbox, claim_done, c);
+}
+
+static void poll_now(hostd *h)
+{
+    struct dispatch_state *ds = h->dispatch;
+    if (!ds || ds->stopped || atomic_load(&h->shutting_down) || !store_ready(h->store) ||
+        atomic_load(&ds->claiming))
+        return;
+    int free_slots = max_inflight(h) - atomic_load(&ds->running);
+    if (free_slots <= 0)
+        return;
+    claim_task *c = calloc(1, sizeof *c);
+    if (!c)
+        return;
+    c->h = h;
+    c->limit = free_slots < CLAIM_MAX ? free_slots : CLAIM_MAX;
+    c->names.cap = 256;
+    c->names.names = calloc(c->names.cap, sizeof *c->names.names);
+    if (c->names.names)
+        registry_each(h->plugins, collect_webhook_plugins, &c->names);
+    atomic_store(&ds->claiming, 1);
+    if (c->names.n == 0 || workers_submit(h->workers, claim_work, c) < 0) {
+        atomic_store(&ds->claiming, 0);
+        names_free(&c->names);
+        free(c);
+    }
+}
+
+static void on_poll(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    poll_now(arg);
+}
+
+static void expire_keys_work(void *arg)
+{
+    hostd *h = arg;
+    long long removed = 0;
+    if (deliveries_expire_keys(h->store, &removed) == INGEST_OK && removed > 0)
+        log_info("webhooks: dropped %lld expired idempotency key(s)", removed);
+}
+
+static void on_expiry(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    hostd *h = arg;
+    if (store_ready(h->store))
+        workers_submit(h->workers, expire_keys_work, h);
+}
+
+int dispatch_start(hostd *h)
+{
+    struct dispatch_state *ds = calloc(1, sizeof *ds);
+    if (!ds)
+        return -1;
+    ds->h = h;
+    h->dispatch = ds;
+    char host[64] = "localhost", id[37];
+    gethostname(host, sizeof host - 1);
+    util_uuid4(id);
+    snprintf(ds->owner, sizeof ds->owner, "%s:%d:%.8s", host, (int)getpid(), id);
+    int poll_ms = h->cfg->job_poll_ms;
+    struct timeval poll = {poll_ms / 1000, (poll_ms % 1000) * 1000};
+    struct timeval expiry = {KEY_EXPIRY_EVERY_S, 0};
+    ds->poll_timer = event_new(h->base, -1, EV_PERSIST, on_poll, h);
+    ds->expiry_timer = event_new(h->base, -1, EV_PERSIST, on_expiry, h);
+    ds->wake = event_new(h->base, -1, 0, on_poll, h);
+    if (!ds->poll_timer || !ds->wake || !ds->expiry_timer)
+        return -1;
+    event_add(ds->poll_timer, &poll);
+    event_add(ds->expiry_timer, &expiry);
+    return 0;
+}
+
+void dispatch_wake(hostd *h)
+{
+    struct dispatch_state *ds = h->dispatch;
+    if (ds && ds->wake && !ds->stopped)
+        event_active(ds->wake, EV_TIMEOUT, 0);
+}
+
+void dispatch_stop(hostd *h)
+{
+    struct dispatch_state *ds = h->dispatch;
+    if (!ds)
+        return;
+    ds->stopped = 1;
+    event_del(ds->poll_timer);
+    event_del(ds->expiry_timer);
+    event_del(ds->wake);
+}
+
+void dispatch_free(hostd *h)
+{
+    struct dispatch_state *ds = h->dispatch;
+    if (!ds)
+        return;
+    if (ds->poll_timer)
+        event_free(ds->poll_timer);
+    if (ds->expiry_timer)
+        event_free(ds->expiry_timer);
+    if (ds->wake)
+        event_free(ds->wake);
+    free(ds);
+    h->dispatch = NULL;
+}
