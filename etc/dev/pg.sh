@@ -41,7 +41,9 @@ if [[ $(id -u) -eq 0 ]]; then
   id -u postgres >/dev/null 2>&1 || useradd --system --user-group --no-create-home \
       --home-dir /var/lib/postgresql --shell /usr/sbin/nologin postgres
   AS=(runuser -u postgres --)
-  chown -R postgres: "$DIR"
+  # Only before the server runs: afterwards it creates and deletes files
+  # under DIR, and a recursive chown would race with it.
+  if [[ $cmd == start ]]; then chown -R postgres: "$DIR"; fi
   # The postgres user must be able to traverse every parent of DIR.
   p=$(dirname "$DIR")
   while [[ $p != / ]]; do

@@ -1,7 +1,11 @@
 """Helpers shared by the store tests (test_store_*.py)."""
 import json
+import subprocess
+import uuid
 
 from conftest import wait_for
+
+DEFAULT_TENANT = "7a0c2f4e-1b7d-4c55-9a63-0d7e5b3f4a10"
 
 
 def q(pg, db_url, sql, params=None):
@@ -35,3 +39,19 @@ def start_ready(daemon_factory, conf, **kw):
     d = daemon_factory.start(conf_text=conf, plugins=["good"], **kw)
     wait_for(lambda: readyz(d) == 200, 20, msg=f"/readyz never 200\n{d.log_text()[-4000:]}")
     return d
+
+
+def connection_add(d, provider, secret_values, tenant=DEFAULT_TENANT, name=None):
+    """`ingest-hostctl connection-add` with the secrets on stdin; returns the id."""
+    cmd = [str(d.hostctl), "-s", d.sock, "connection-add", provider, "--tenant", tenant,
+           "--json"]
+    if name:
+        cmd += ["--name", name]
+    r = subprocess.run(cmd, input=json.dumps(secret_values), capture_output=True, text=True,
+                       env=d.env, timeout=30)
+    assert r.returncode == 0, f"connection-add exited {r.returncode}\n{r.stdout}\n{r.stderr}"
+    for v in secret_values.values():
+        assert v not in r.stdout + r.stderr, "connection-add echoed a secret"
+    cid = json.loads(r.stdout)["id"]
+    uuid.UUID(cid)
+    return cid

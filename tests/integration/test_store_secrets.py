@@ -23,7 +23,7 @@ import uuid
 import pytest
 
 from conftest import wait_for
-from store_helpers import plugin_items, q, readyz
+from store_helpers import connection_add, plugin_items, q, readyz
 
 TENANT = "7a0c2f4e-1b7d-4c55-9a63-0d7e5b3f4a10"
 SIGNALS_PER_JOB = 2 * 3  # sync_pages * sync_page_size below
@@ -59,22 +59,6 @@ def start(daemon_factory, **kw):
     assert good.get("state") == "loaded", (
         f"test plugin 'good' not loaded (state {good.get('state')!r}): {good.get('error')}")
     return d
-
-
-def connection_add(d, provider, secret_values, tenant=TENANT, name=None):
-    """`ingest-hostctl connection-add` with the secrets on stdin; returns the id."""
-    cmd = [str(d.hostctl), "-s", d.sock, "connection-add", provider, "--tenant", tenant,
-           "--json"]
-    if name:
-        cmd += ["--name", name]
-    r = subprocess.run(cmd, input=json.dumps(secret_values), capture_output=True, text=True,
-                       env=d.env, timeout=30)
-    assert r.returncode == 0, f"connection-add exited {r.returncode}\n{r.stdout}\n{r.stderr}"
-    for v in secret_values.values():
-        assert v not in r.stdout + r.stderr, "connection-add echoed a secret"
-    cid = json.loads(r.stdout)["id"]
-    uuid.UUID(cid)
-    return cid
 
 
 def enqueue(pg, db_url, connection_id, provider="good", stream="items", max_attempts=1,
