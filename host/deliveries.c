@@ -70,21 +70,10 @@ typedef struct claim_args {
     const char *owner;
     char *const *providers;
     size_t n_providers;
-    int limit, lease_s, max_attempts;
+    int limit, lease_s;
     delivery_row *rows;
     size_t n;
 } claim_args;
-
-/* '{a,b}' — plugin names are [a-z0-9_], so no quoting is needed. */
-static char *text_array(char *const *items, size_t n)
-{
-    char *joined = util_join(items, n, ",");
-    char *out = NULL;
-    if (joined && asprintf(&out, "{%s}", joined) < 0)
-        out = NULL;
-    free(joined);
-    return out;
-}
 
 /* Headers are stored as one JSON object, name -> value. */
 static int parse_headers(const char *json, delivery_row *d)
@@ -133,19 +122,15 @@ static int read_row(PGresult *res, int r, delivery_row *d)
 static int claim_fn(PGconn *conn, void *arg)
 {
     claim_args *a = arg;
-    char *providers = text_array(a->providers, a->n_providers);
+    char *providers = store_text_array(a->providers, a->n_providers);
     if (!providers)
         return INGEST_ENOMEM;
-    char limit[16], lease[16], max_attempts[16], err[512];
+    char limit[16], lease[16];
     snprintf(limit, sizeof limit, "%d", a->limit);
     snprintf(lease, sizeof lease, "%d", a->lease_s);
-    snprintf(max_attempts, sizeof max_attempts, "%d", a->max_attempts);
-    const char *rp[] = {providers, max_attempts};
-    int rc = store_exec(conn, reap_sql, 2, rp, NULL, err, sizeof err);
     const char *p[] = {a->owner, providers, limit, lease};
     PGresult *res = NULL;
-    if (rc == INGEST_OK)
-        rc = store_exec(conn, claim_sql, 4, p, &res, err, sizeof err);
+    int rc = store_exec(conn, claim_sql, 4, p, &res, NULL, 0);
     free(providers);
     if (rc != INGEST_OK)
         return rc;
@@ -161,9 +146,9 @@ static int claim_fn(PGconn *conn, void *arg)
 }
 
 int deliveries_claim(store *st, const char *owner, char *const *providers, size_t n_providers,
-                     int limit, int lease_s, int max_attempts, delivery_row **rows, size_t *n)
+                     int limit, int lease_s, delivery_row **rows, size_t *n)
 {
-    claim_args a = {owner, providers, n_providers, limit, lease_s, max_attempts, NULL, 0};
+    claim_args a = {owner, providers, n_providers, limit, lease_s, NULL, 0};
     *rows = NULL;
     *n = 0;
     if (n_providers == 0)
@@ -197,6 +182,32 @@ void deliveries_free(delivery_row *rows, size_t n)
     for (size_t i = 0; rows && i < n; i++)
         deliveries_row_clear(&rows[i]);
     free(rows);
+}
+
+typedef struct reap_args {
+    char *const *providers;
+    size_t n_providers;
+    int max_attempts;
+} reap_args;
+
+static int reap_fn(PGconn *conn, void *arg)
+{
+    reap_args *a = arg;
+    char *providers = store_text_array(a->providers, a->n_providers);
+    if (!providers)
+        return INGEST_ENOMEM;
+    char max_attempts[16];
+    snprintf(max_attempts, sizeof max_attempts, "%d", a->max_attempts);
+    const char *p[] = {providers, max_attempts};
+    int rc = store_exec(conn, reap_sql, 2, p, NULL, NULL, 0);
+    free(providers);
+    return rc;
+}
+
+int deliveries_reap(store *st, char *const *providers, size_t n_providers, int max_attempts)
+{
+    reap_args a = {providers, n_providers, max_attempts};
+    return n_providers ? store_call(st, reap_fn, &a) : INGEST_OK;
 }
 
 typedef struct update_args {

@@ -27,13 +27,16 @@ typedef struct delivery_row {
 } delivery_row;
 
 /* Claim up to `limit` due deliveries (pending or retrying, run_after passed)
- * of the given providers for `owner`; each claim counts an attempt. First
- * puts back deliveries whose processing host died (lease expired), or
- * dead-letters them when that was their max_attempts-th attempt, so a
- * delivery that crashes its host cannot loop for ever. *rows is malloc'd:
- * free with deliveries_free(rows, n). */
+ * of the given providers for `owner`; each claim counts an attempt. *rows
+ * is malloc'd: free with deliveries_free(rows, n). */
 int deliveries_claim(store *st, const char *owner, char *const *providers, size_t n_providers,
-                     int limit, int lease_s, int max_attempts, delivery_row **rows, size_t *n);
+                     int limit, int lease_s, delivery_row **rows, size_t *n);
+
+/* Put back deliveries whose processing host died (lease expired), or
+ * dead-letter them when that was their max_attempts-th attempt, so a
+ * delivery that crashes its host cannot loop for ever. It scans the
+ * deliveries being processed: call it about once per lease, not per claim. */
+int deliveries_reap(store *st, char *const *providers, size_t n_providers, int max_attempts);
 void deliveries_free(delivery_row *rows, size_t n);
 /* Free what one row owns and zero it. */
 void deliveries_row_clear(delivery_row *d);

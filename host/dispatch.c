@@ -26,15 +26,11 @@ struct dispatch_state {
     hostd *h;
     char owner[128];
     struct event *poll_timer, *wake, *expiry_timer;
-    atomic_int running;  /* deliveries in flight */
-    atomic_int claiming; /* a claim task is queued or running */
+    atomic_int running;   /* deliveries in flight */
+    atomic_int claiming;  /* a claim task is queued or running */
+    int64_t last_reap_ms; /* claim task only (one runs at a time) */
     int stopped;
 };
-
-typedef struct provider_names {
-    char **names;
-    size_t n, cap;
-} provider_names;
 
 typedef struct delivery_task {
     hostd *h;
@@ -44,22 +40,7 @@ typedef struct delivery_task {
 
 static int max_inflight(const hostd *h) { return h->cfg->workers * 2; }
 
-static void collect_webhook_plugins(instance *inst, void *arg)
-{
-    provider_names *p = arg;
-    if (inst->status != INSTANCE_LOADED || !inst->desc.handle_webhook || p->n == p->cap)
-        return;
-    p->names[p->n] = strdup(inst->name);
-    if (p->names[p->n])
-        p->n++;
-}
-
-static void names_free(provider_names *p)
-{
-    for (size_t i = 0; i < p->n; i++)
-        free(p->names[i]);
-    free(p->names);
-}
+static int has_webhook_handler(const instance *inst) { return inst->desc.handle_webhook != NULL; }
 
 static void task_done(void *arg) { dispatch_wake(arg); }
 
@@ -159,7 +140,8 @@ static void hand_out(hostd *h, delivery_row *rows, size_t n)
 
 typedef struct claim_task {
     hostd *h;
-    provider_names names;
+    char **names; /* providers whose deliveries this host can process */
+    size_t n_names;
     int limit;
     size_t claimed;
 } claim_task;
@@ -180,12 +162,17 @@ static void claim_work(void *arg)
     hostd *h = c->h;
     delivery_row *rows = NULL;
     size_t n = 0;
-    if (deliveries_claim(h->store, h->dispatch->owner, c->names.names, c->names.n, c->limit,
-                         h->cfg->job_lease_s, h->cfg->webhook_max_attempts, &rows, &n) == INGEST_OK)
+    struct dispatch_state *ds = h->dispatch;
+    int64_t now = util_mono_ms();
+    if (now - ds->last_reap_ms >= (int64_t)h->cfg->job_lease_s * 1000 &&
+        deliveries_reap(h->store, c->names, c->n_names, h->cfg->webhook_max_attempts) == INGEST_OK)
+        ds->last_reap_ms = now;
+    if (deliveries_claim(h->store, ds->owner, c->names, c->n_names, c->limit, h->cfg->job_lease_s,
+                         &rows, &n) == INGEST_OK)
         hand_out(h, rows, n);
     c->claimed = n;
     deliveries_free(rows, n);
-    names_free(&c->names);
+    util_strv_free(c->names);
     loop_post(h->mailbox, claim_done, c);
 }
 
@@ -203,14 +190,11 @@ static void poll_now(hostd *h)
         return;
     c->h = h;
     c->limit = free_slots < CLAIM_MAX ? free_slots : CLAIM_MAX;
-    c->names.cap = 256;
-    c->names.names = calloc(c->names.cap, sizeof *c->names.names);
-    if (c->names.names)
-        registry_each(h->plugins, collect_webhook_plugins, &c->names);
+    c->names = registry_serving_names(h->plugins, has_webhook_handler, &c->n_names);
     atomic_store(&ds->claiming, 1);
-    if (c->names.n == 0 || workers_submit(h->workers, claim_work, c) < 0) {
+    if (c->n_names == 0 || workers_submit(h->workers, claim_work, c) < 0) {
         atomic_store(&ds->claiming, 0);
-        names_free(&c->names);
+        util_strv_free(c->names);
         free(c);
     }
 }

@@ -48,20 +48,7 @@ static int max_jobs(const hostd *h)
     return h->cfg->max_jobs > 0 ? h->cfg->max_jobs : h->cfg->workers;
 }
 
-typedef struct sync_names {
-    char **names;
-    size_t n, cap;
-} sync_names;
-
-static void collect_sync_plugins(instance *inst, void *arg)
-{
-    sync_names *s = arg;
-    if (inst->status != INSTANCE_LOADED || !inst->desc.sync || s->n == s->cap)
-        return;
-    s->names[s->n] = strdup(inst->name);
-    if (s->names[s->n])
-        s->n++;
-}
+static int has_sync(const instance *inst) { return inst->desc.sync != NULL; }
 
 static void track(struct executor_state *ex, const char *job_id)
 {
@@ -217,7 +204,8 @@ static void dispatch_claimed(hostd *h, job_row *rows, size_t n)
 
 typedef struct claim_task {
     hostd *h;
-    sync_names names;
+    char **names; /* providers whose jobs this host can run */
+    size_t n_names;
     int limit;
     size_t claimed;
 } claim_task;
@@ -240,14 +228,12 @@ static void claim_work(void *arg)
     struct executor_state *ex = (struct executor_state *)h->executor;
     job_row *rows = NULL;
     size_t n = 0;
-    if (jobs_claim(h->store, ex->owner, c->names.names, c->names.n, c->limit, h->cfg->job_lease_s,
-                   &rows, &n) == INGEST_OK)
+    if (jobs_claim(h->store, ex->owner, c->names, c->n_names, c->limit, h->cfg->job_lease_s, &rows,
+                   &n) == INGEST_OK)
         dispatch_claimed(h, rows, n);
     c->claimed = n;
     free(rows);
-    for (size_t i = 0; i < c->names.n; i++)
-        free(c->names.names[i]);
-    free(c->names.names);
+    util_strv_free(c->names);
     loop_post(h->mailbox, claim_done, c);
 }
 
@@ -265,21 +251,11 @@ static void poll_now(hostd *h)
         return;
     c->h = h;
     c->limit = free_slots;
-    c->names.cap = 256;
-    c->names.names = calloc(c->names.cap, sizeof *c->names.names);
-    if (c->names.names)
-        registry_each(h->plugins, collect_sync_plugins, &c->names);
-    if (c->names.n == 0) {
-        free(c->names.names);
-        free(c);
-        return;
-    }
+    c->names = registry_serving_names(h->plugins, has_sync, &c->n_names);
     atomic_store(&ex->claiming, 1);
-    if (workers_submit(h->workers, claim_work, c) < 0) {
+    if (c->n_names == 0 || workers_submit(h->workers, claim_work, c) < 0) {
         atomic_store(&ex->claiming, 0);
-        for (size_t i = 0; i < c->names.n; i++)
-            free(c->names.names[i]);
-        free(c->names.names);
+        util_strv_free(c->names);
         free(c);
     }
 }

@@ -29,8 +29,8 @@ struct httpd {
 
 typedef void (*route_fn)(hostd *h, struct evhttp_request *req);
 
-static void send_json(struct evhttp_request *req, int status, const char *content_type,
-                      json_object *body)
+void httpd_send_json(struct evhttp_request *req, int status, const char *content_type,
+                     json_object *body)
 {
     struct evkeyvalq *headers = evhttp_request_get_output_headers(req);
     evhttp_add_header(headers, "Content-Type", content_type);
@@ -55,7 +55,7 @@ void httpd_problem(struct evhttp_request *req, int status, const char *code, con
         evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", value);
         json_object_object_add(body, "retry_after", json_object_new_int(retry_after_s));
     }
-    send_json(req, status, "application/problem+json", body);
+    httpd_send_json(req, status, "application/problem+json", body);
     json_object_put(body);
 }
 
@@ -64,7 +64,7 @@ static void route_healthz(hostd *h, struct evhttp_request *req)
     (void)h;
     json_object *body = json_object_new_object();
     json_object_object_add(body, "status", json_object_new_string("ok"));
-    send_json(req, 200, "application/json", body);
+    httpd_send_json(req, 200, "application/json", body);
     json_object_put(body);
 }
 
@@ -76,7 +76,7 @@ static void route_readyz(hostd *h, struct evhttp_request *req)
     if (db && plugins && !stopping) {
         json_object *body = json_object_new_object();
         json_object_object_add(body, "status", json_object_new_string("ready"));
-        send_json(req, 200, "application/json", body);
+        httpd_send_json(req, 200, "application/json", body);
         json_object_put(body);
         return;
     }

@@ -3,6 +3,7 @@
 #include "inbox.h"
 
 #include <libpq-fe.h>
+#include <openssl/crypto.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,12 +36,14 @@ static const char insert_deliveries_sql[] =
     "  ON CONFLICT (scope, key) DO UPDATE SET delivery_id = EXCLUDED.delivery_id,"
     "    created_at = now(), expires_at = now() + interval '30 days'"
     "  WHERE idempotency_keys.expires_at < now()"
-    "  RETURNING delivery_id)"
-    " INSERT INTO webhook_deliveries (id, provider, tenant_id, connection_id, delivery_key,"
+    "  RETURNING delivery_id),"
+    " inserted AS (INSERT INTO webhook_deliveries (id, provider, tenant_id, connection_id, "
+    "delivery_key,"
     "  headers, body, content_type, received_at)"
     " SELECT f.id, f.provider, f.tenant_id, f.connection_id, f.delivery_key, f.headers, f.body,"
     "  f.content_type, f.received_at FROM firsts f JOIN keys k ON k.delivery_id = f.id"
-    " RETURNING id";
+    " RETURNING id)"
+    " SELECT s.ord FROM inserted i JOIN deliveries_staging s ON s.id = i.id";
 
 struct inbox {
     hostd *h;
@@ -79,17 +82,19 @@ void inbox_item_free(inbox_item *item)
 /* bytea in COPY text: "\x" and hex digits (copy_rows escapes the backslash). */
 static char *bytea_hex(const unsigned char *data, size_t len)
 {
-    static const char digits[] = "0123456789abcdef";
-    char *out = malloc(2 * len + 3);
+    size_t cap = 2 * len + 3;
+    char *out = malloc(cap);
+    size_t written = 0;
     if (!out)
         return NULL;
     out[0] = '\\';
     out[1] = 'x';
-    for (size_t i = 0; i < len; i++) {
-        out[2 + 2 * i] = digits[data[i] >> 4];
-        out[3 + 2 * i] = digits[data[i] & 15];
+    out[2] = '\0';
+    /* sep '\0': digits without separators. */
+    if (len > 0 && OPENSSL_buf2hexstr_ex(out + 2, cap - 2, &written, data, len, '\0') != 1) {
+        free(out);
+        return NULL;
     }
-    out[2 + 2 * len] = '\0';
     return out;
 }
 
@@ -126,41 +131,15 @@ typedef struct commit_arg {
     char err[512];
 } commit_arg;
 
-static int copy_batch(PGconn *conn, const copy_rows *rows, char *err, size_t err_len)
-{
-    PGresult *res = PQexec(conn, copy_deliveries_sql);
-    int ok = PQresultStatus(res) == PGRES_COPY_IN;
-    if (!ok)
-        snprintf(err, err_len, "%s", PQresultErrorMessage(res));
-    PQclear(res);
-    if (!ok)
-        return INGEST_EIO;
-    if (PQputCopyData(conn, rows->data, (int)rows->len) != 1 || PQputCopyEnd(conn, NULL) != 1)
-        snprintf(err, err_len, "COPY failed: %s", PQerrorMessage(conn));
-    int status = INGEST_OK;
-    while ((res = PQgetResult(conn))) {
-        if (status == INGEST_OK && PQresultStatus(res) != PGRES_COMMAND_OK) {
-            snprintf(err, err_len, "%s", PQresultErrorMessage(res));
-            status = INGEST_EIO;
-        }
-        PQclear(res);
-    }
-    return status;
-}
-
-/* Mark the items whose ids came back as stored; the rest are duplicates. */
+/* The positions (ord) that came back were stored; the rest are duplicates. */
 static void mark_outcomes(const batch *b, PGresult *res)
 {
     for (size_t i = 0; i < b->n; i++)
         b->items[i]->outcome = INBOX_DUPLICATE;
     for (int r = 0; r < PQntuples(res); r++) {
-        const char *id = PQgetvalue(res, r, 0);
-        for (size_t i = 0; i < b->n; i++) {
-            if (strcmp(b->items[i]->id, id) == 0) {
-                b->items[i]->outcome = INBOX_STORED;
-                break;
-            }
-        }
+        size_t ord = (size_t)strtoul(PQgetvalue(res, r, 0), NULL, 10);
+        if (ord < b->n)
+            b->items[ord]->outcome = INBOX_STORED;
     }
 }
 
@@ -171,7 +150,7 @@ static int commit_fn(PGconn *conn, void *arg)
         snprintf(a->err, sizeof a->err, "%s", PQerrorMessage(conn));
         return INGEST_EIO;
     }
-    int rc = copy_batch(conn, a->rows, a->err, sizeof a->err);
+    int rc = store_copy_in(conn, copy_deliveries_sql, a->rows, a->err, sizeof a->err);
     PGresult *res = NULL;
     if (rc == INGEST_OK)
         rc = store_exec(conn, insert_deliveries_sql, 0, NULL, &res, a->err, sizeof a->err);

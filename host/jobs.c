@@ -93,17 +93,6 @@ typedef struct claim_args {
     size_t n;
 } claim_args;
 
-/* '{a,b}' — plugin names are [a-z0-9_], so no quoting is needed. */
-static char *text_array(char *const *items, size_t n)
-{
-    char *joined = util_join(items, n, ",");
-    char *out = NULL;
-    if (joined && asprintf(&out, "{%s}", joined) < 0)
-        out = NULL;
-    free(joined);
-    return out;
-}
-
 static void copy_field(char *dst, size_t len, PGresult *res, int row, int col)
 {
     snprintf(dst, len, "%s", PQgetvalue(res, row, col));
@@ -112,7 +101,7 @@ static void copy_field(char *dst, size_t len, PGresult *res, int row, int col)
 static int claim_fn(PGconn *conn, void *arg)
 {
     claim_args *a = arg;
-    char *providers = text_array(a->providers, a->n_providers);
+    char *providers = store_text_array(a->providers, a->n_providers);
     if (!providers)
         return INGEST_ENOMEM;
     char reap_err[512];
@@ -235,7 +224,7 @@ int jobs_extend_leases(store *st, const char *owner, int lease_s, char *const *j
 {
     if (n_ids == 0)
         return INGEST_OK;
-    char *ids = text_array(job_ids, n_ids);
+    char *ids = store_text_array(job_ids, n_ids);
     if (!ids)
         return INGEST_ENOMEM;
     extend_args a = {owner, lease_s, ids};

@@ -99,6 +99,29 @@ void registry_each(registry *reg, void (*fn)(instance *, void *), void *arg)
     pthread_mutex_unlock(&reg->lock);
 }
 
+char **registry_serving_names(registry *reg, int (*want)(const instance *), size_t *n)
+{
+    pthread_mutex_lock(&reg->lock);
+    size_t cap = 0;
+    for (instance *i = reg->head; i; i = i->next)
+        cap++;
+    char **names = calloc(cap + 1, sizeof *names);
+    *n = 0;
+    for (instance *i = reg->head; names && i; i = i->next) {
+        if (i->status != INSTANCE_LOADED || !want(i))
+            continue;
+        if (!(names[*n] = strdup(i->name))) {
+            util_strv_free(names);
+            names = NULL;
+            *n = 0;
+            break;
+        }
+        (*n)++;
+    }
+    pthread_mutex_unlock(&reg->lock);
+    return names;
+}
+
 static json_object *str_or_null(const char *s) { return s ? json_object_new_string(s) : NULL; }
 
 static json_object *instance_json(instance *i)

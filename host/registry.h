@@ -27,6 +27,11 @@ instance *registry_take_all(registry *reg);
 /* Call fn for each instance under the lock (fn must not re-lock). */
 void registry_each(registry *reg, void (*fn)(instance *, void *), void *arg);
 
+/* Names of the serving instances for which want() is true (called under
+ * the lock). A NULL-terminated array, count in *n; free with
+ * util_strv_free. NULL when out of memory. */
+char **registry_serving_names(registry *reg, int (*want)(const instance *), size_t *n);
+
 /* `ingest-hostctl list --json`: one object per instance. */
 json_object *registry_list_json(registry *reg);
 

@@ -14,6 +14,7 @@
 #include "ingest/plugin.h"
 #include "log.h"
 #include "migrations.h"
+#include "util.h"
 
 #define MAX_BATCH 128
 
@@ -232,6 +233,16 @@ static int result_status(PGresult *res)
     return INGEST_EIO;
 }
 
+char *store_text_array(char *const *items, size_t n)
+{
+    char *joined = util_join(items, n, ",");
+    char *out = NULL;
+    if (joined && asprintf(&out, "{%s}", joined) < 0)
+        out = NULL;
+    free(joined);
+    return out;
+}
+
 int store_exec_simple(PGconn *conn, const char *sql)
 {
     PGresult *res = PQexec(conn, sql);
@@ -285,11 +296,10 @@ static int check_fence(PGconn *conn, const store_fence *f, char *err, size_t err
     return INGEST_OK;
 }
 
-/* Send the rows with COPY. A failed COPY still leaves results to read before
- * the connection takes another command. */
-static int copy_into_staging(PGconn *conn, const copy_rows *rows, char *err, size_t err_len)
+int store_copy_in(PGconn *conn, const char *copy_sql, const copy_rows *rows, char *err,
+                  size_t err_len)
 {
-    PGresult *res = PQexec(conn, copy_staging_sql);
+    PGresult *res = PQexec(conn, copy_sql);
     if (PQresultStatus(res) != PGRES_COPY_IN) {
         snprintf(err, err_len, "%s", PQresultErrorMessage(res));
         int status = result_status(res);
@@ -326,7 +336,7 @@ static int copy_into_staging(PGconn *conn, const copy_rows *rows, char *err, siz
 static int insert_signals(PGconn *conn, const copy_rows *rows, int more_follow, int *inserted,
                           char *err, size_t err_len)
 {
-    int rc = copy_into_staging(conn, rows, err, err_len);
+    int rc = store_copy_in(conn, copy_staging_sql, rows, err, err_len);
     if (rc != INGEST_OK)
         return rc;
     PGresult *res = NULL;
@@ -336,7 +346,7 @@ static int insert_signals(PGconn *conn, const copy_rows *rows, int more_follow, 
     *inserted = atoi(PQcmdTuples(res));
     PQclear(res);
     if (more_follow)
-        rc = store_exec(conn, "TRUNCATE signals_staging", 0, NULL, NULL, err, err_len);
+        rc = store_exec(conn, "DELETE FROM signals_staging", 0, NULL, NULL, err, err_len);
     return rc;
 }
 

@@ -75,6 +75,15 @@ int store_call(store *st, store_fn fn, void *arg);
 int store_exec(PGconn *conn, const char *sql, int n, const char *const *params, PGresult **res,
                char *err, size_t err_len);
 
+/* Run `copy_sql` (COPY ... FROM STDIN) and send `rows`. Reads every result,
+ * also after a failure, so the connection can take the next command. */
+int store_copy_in(PGconn *conn, const char *copy_sql, const copy_rows *rows, char *err,
+                  size_t err_len);
+
+/* A text[] parameter '{a,b}' for items that need no quoting (plugin names,
+ * uuids). malloc'd; NULL on OOM. */
+char *store_text_array(char *const *items, size_t n);
+
 /* Run a statement without parameters (BEGIN, COMMIT, ROLLBACK); 0 or -1. */
 int store_exec_simple(PGconn *conn, const char *sql);
 

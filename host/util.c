@@ -80,12 +80,14 @@ int64_t util_now_us(void)
     return (int64_t)tv.tv_sec * 1000000 + tv.tv_usec;
 }
 
-int64_t util_mono_ms(void)
+int64_t util_mono_us(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
+
+int64_t util_mono_ms(void) { return util_mono_us() / 1000; }
 
 static int take_digits(const char **p, int n, int *out)
 {

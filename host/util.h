@@ -12,8 +12,9 @@ void util_hmac_sha256_hex(const void *key, size_t key_len, const void *data, siz
 int util_sha256_file(const char *path, char out[65]);
 
 int64_t util_now_us(void);
-/* Monotonic clock in milliseconds. */
+/* Monotonic clock in milliseconds / microseconds. */
 int64_t util_mono_ms(void);
+int64_t util_mono_us(void);
 /* RFC 3339 / ISO 8601 ("2024-01-02T03:04:05Z", fractions, offsets, "T" or
  * space). -1 if malformed. */
 int util_parse_time(const char *text, int64_t *out_us);

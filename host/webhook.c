@@ -14,7 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 
 #include "crypto.h"
 #include "dispatch.h"
@@ -64,6 +63,15 @@ static void step_store(wh_req *w);
 
 /* --------------------------------------------------------------- helpers */
 
+static void wipe_secrets(wh_req *w)
+{
+    for (int i = 0; i < 2; i++) {
+        if (w->secrets[i])
+            crypto_wipe_free(w->secrets[i], strlen(w->secrets[i]));
+        w->secrets[i] = NULL;
+    }
+}
+
 static void wh_free(wh_req *w)
 {
     if (!w)
@@ -78,17 +86,8 @@ static void wh_free(wh_req *w)
     free(w->headers);
     free(w->body);
     free(w->content_type);
-    for (int i = 0; i < 2; i++)
-        if (w->secrets[i])
-            crypto_wipe_free(w->secrets[i], strlen(w->secrets[i]));
+    wipe_secrets(w);
     free(w);
-}
-
-static int64_t mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 /* Refuse, count and log (without secrets: reasons never contain them). */
@@ -100,18 +99,6 @@ static void reject(wh_req *w, int status, const char *code, const char *message,
               "webhook refused with %d (%s): %s", status, code, message);
     httpd_problem(w->req, status, code, message, retry_after);
     wh_free(w);
-}
-
-static void reply_json(struct evhttp_request *req, int status, json_object *body)
-{
-    struct evkeyvalq *headers = evhttp_request_get_output_headers(req);
-    evhttp_add_header(headers, "Content-Type", "application/json");
-    evhttp_add_header(headers, "Cache-Control", "no-store");
-    struct evbuffer *buf = evbuffer_new();
-    const char *text = json_object_to_json_string_ext(body, JSON_C_TO_STRING_PLAIN);
-    evbuffer_add(buf, text, strlen(text));
-    evhttp_send_reply(req, status, NULL, buf);
-    evbuffer_free(buf);
 }
 
 static const char *header_value(const wh_req *w, const char *name)
@@ -225,7 +212,7 @@ void webhook_handle(hostd *h, struct evhttp_request *req, const char *path)
     w->req = req;
     atomic_fetch_add(&h->webhooks_inflight, 1);
     w->received_us = util_now_us();
-    w->start_mono_us = mono_us();
+    w->start_mono_us = util_mono_us();
     if (!parse_path(path, w->provider, sizeof w->provider, w->connection_id)) {
         httpd_problem(req, 404, "not_found",
                       "use /webhooks/{provider} or /webhooks/{provider}/{connection uuid}", 0);
@@ -417,11 +404,7 @@ static void verify_done(void *arg)
         /* A cached secret may predate a rotation: look again once. */
         if (w->secrets_cached && w->verdict == VERIFY_BAD_SIGNATURE) {
             webhook_cache_drop(w->h->webhook_cache, w->provider, w->connection_id);
-            for (int i = 0; i < 2; i++) {
-                if (w->secrets[i])
-                    crypto_wipe_free(w->secrets[i], strlen(w->secrets[i]));
-                w->secrets[i] = NULL;
-            }
+            wipe_secrets(w);
             w->secrets_cached = 0;
             step_secrets(w);
             return;
@@ -587,10 +570,10 @@ static void stored(inbox_item *it, void *arg)
     if (fresh)
         json_object_object_add(body, "delivery_id", json_object_new_string(it->id));
     json_object_object_add(body, "idempotency_key", json_object_new_string(it->delivery_key));
-    reply_json(w->req, fresh ? 202 : 200, body);
+    httpd_send_json(w->req, fresh ? 202 : 200, "application/json", body);
     json_object_put(body);
     metrics_add(fresh ? w->m->stored : w->m->duplicates, 1);
-    metrics_observe(w->m->ack_seconds, (double)(mono_us() - w->start_mono_us) / 1e6);
+    metrics_observe(w->m->ack_seconds, (double)(util_mono_us() - w->start_mono_us) / 1e6);
     if (fresh)
         dispatch_wake(w->h);
     inbox_item_free(it);

@@ -121,28 +121,18 @@ static int has_secret(const verify_input *in)
     return 0;
 }
 
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Exactly HEX_LEN hex digits, either case, into MAC_LEN bytes; -1 otherwise. */
 static int hex_decode(span hex, unsigned char out[MAC_LEN])
 {
     if (hex.len != HEX_LEN)
         return -1;
-    for (size_t i = 0; i < MAC_LEN; i++) {
-        int hi = hex_value(hex.p[2 * i]), lo = hex_value(hex.p[2 * i + 1]);
-        if (hi < 0 || lo < 0)
-            return -1;
-        out[i] = (unsigned char)(hi << 4 | lo);
-    }
+    char text[HEX_LEN + 1];
+    memcpy(text, hex.p, HEX_LEN);
+    text[HEX_LEN] = '\0';
+    size_t len = 0;
+    /* sep '\0': no separators allowed between the digit pairs. */
+    if (OPENSSL_hexstr2buf_ex(out, MAC_LEN, &len, text, '\0') != 1 || len != MAC_LEN)
+        return -1;
     return 0;
 }
 

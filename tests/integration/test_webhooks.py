@@ -170,6 +170,8 @@ def test_hmac_scheme(case, daemon_factory, pg_cluster, db_url):
     else:
         reply = json.loads(b)
         assert reply["status"] == "accepted"
+        stored = q(pg_cluster, db_url, "SELECT body FROM webhook_deliveries")
+        assert [bytes(r[0]) for r in stored] == [sent]  # byte for byte
         wait_processed(pg_cluster, db_url, "hook_hmac", 1)
         assert signals(pg_cluster, db_url, "hook_hmac") == [
             ("hook.push", reply["idempotency_key"], TENANT, None)]
