@@ -26,11 +26,12 @@ static const char reap_sql[] =
     "  jsonb_build_object('delivery_key', delivery_key), last_error, attempts"
     " FROM lost WHERE state = 'dead'";
 
+/* One provider at a time, so the scan follows webhook_deliveries_claim in
+ * order and needs no sort, whatever the planner's statistics say. */
 static const char claim_sql[] =
     "WITH due AS ("
     "  SELECT id FROM webhook_deliveries"
-    "  WHERE state IN ('pending', 'retrying') AND run_after <= now()"
-    "   AND provider = ANY($2::text[])"
+    "  WHERE provider = $2 AND state IN ('pending', 'retrying') AND run_after <= now()"
     "  ORDER BY run_after"
     "  LIMIT $3"
     "  FOR UPDATE SKIP LOCKED)"
@@ -69,7 +70,7 @@ static const char expire_sql[] = "DELETE FROM idempotency_keys WHERE expires_at 
 typedef struct claim_args {
     const char *owner;
     char *const *providers;
-    size_t n_providers;
+    size_t n_providers, first; /* providers are asked in turn from `first` */
     int limit, lease_s;
     delivery_row *rows;
     size_t n;
@@ -119,39 +120,44 @@ static int read_row(PGresult *res, int r, delivery_row *d)
     return 0;
 }
 
-static int claim_fn(PGconn *conn, void *arg)
+static int claim_provider(PGconn *conn, claim_args *a, const char *provider)
 {
-    claim_args *a = arg;
-    char *providers = store_text_array(a->providers, a->n_providers);
-    if (!providers)
-        return INGEST_ENOMEM;
     char limit[16], lease[16];
-    snprintf(limit, sizeof limit, "%d", a->limit);
+    snprintf(limit, sizeof limit, "%d", a->limit - (int)a->n);
     snprintf(lease, sizeof lease, "%d", a->lease_s);
-    const char *p[] = {a->owner, providers, limit, lease};
+    const char *p[] = {a->owner, provider, limit, lease};
     PGresult *res = NULL;
     int rc = store_exec(conn, claim_sql, 4, p, &res, NULL, 0);
-    free(providers);
     if (rc != INGEST_OK)
         return rc;
-    int n = PQntuples(res);
-    a->rows = calloc(n ? (size_t)n : 1, sizeof *a->rows);
-    for (int r = 0; a->rows && r < n; r++) {
-        a->n++;
-        if (read_row(res, r, &a->rows[r]) < 0)
+    for (int r = 0; r < PQntuples(res) && a->n < (size_t)a->limit; r++) {
+        /* Counted before it is filled, so a half-read row is freed too. */
+        if (read_row(res, r, &a->rows[a->n++]) < 0)
             rc = INGEST_ENOMEM;
     }
     PQclear(res);
-    return a->rows ? rc : INGEST_ENOMEM;
+    return rc;
+}
+
+static int claim_fn(PGconn *conn, void *arg)
+{
+    claim_args *a = arg;
+    a->rows = calloc((size_t)a->limit, sizeof *a->rows);
+    if (!a->rows)
+        return INGEST_ENOMEM;
+    int rc = INGEST_OK;
+    for (size_t i = 0; rc == INGEST_OK && i < a->n_providers && a->n < (size_t)a->limit; i++)
+        rc = claim_provider(conn, a, a->providers[(a->first + i) % a->n_providers]);
+    return rc;
 }
 
 int deliveries_claim(store *st, const char *owner, char *const *providers, size_t n_providers,
-                     int limit, int lease_s, delivery_row **rows, size_t *n)
+                     size_t first, int limit, int lease_s, delivery_row **rows, size_t *n)
 {
-    claim_args a = {owner, providers, n_providers, limit, lease_s, NULL, 0};
+    claim_args a = {owner, providers, n_providers, first, limit, lease_s, NULL, 0};
     *rows = NULL;
     *n = 0;
-    if (n_providers == 0)
+    if (n_providers == 0 || limit <= 0)
         return INGEST_OK;
     int rc = store_call(st, claim_fn, &a);
     if (rc != INGEST_OK) {

@@ -27,10 +27,12 @@ typedef struct delivery_row {
 } delivery_row;
 
 /* Claim up to `limit` due deliveries (pending or retrying, run_after passed)
- * of the given providers for `owner`; each claim counts an attempt. *rows
- * is malloc'd: free with deliveries_free(rows, n). */
+ * of the given providers for `owner`, oldest first per provider; the
+ * providers are asked in turn starting at index `first` (rotate it between
+ * calls so a busy provider cannot starve the others). Each claim counts an
+ * attempt. *rows is malloc'd: free with deliveries_free(rows, n). */
 int deliveries_claim(store *st, const char *owner, char *const *providers, size_t n_providers,
-                     int limit, int lease_s, delivery_row **rows, size_t *n);
+                     size_t first, int limit, int lease_s, delivery_row **rows, size_t *n);
 
 /* Put back deliveries whose processing host died (lease expired), or
  * dead-letter them when that was their max_attempts-th attempt, so a

@@ -29,6 +29,7 @@ struct dispatch_state {
     atomic_int running;   /* deliveries in flight */
     atomic_int claiming;  /* a claim task is queued or running */
     int64_t last_reap_ms; /* claim task only (one runs at a time) */
+    size_t next_first;    /* claim task only: provider asked first next time */
     int stopped;
 };
 
@@ -167,8 +168,9 @@ static void claim_work(void *arg)
     if (now - ds->last_reap_ms >= (int64_t)h->cfg->job_lease_s * 1000 &&
         deliveries_reap(h->store, c->names, c->n_names, h->cfg->webhook_max_attempts) == INGEST_OK)
         ds->last_reap_ms = now;
-    if (deliveries_claim(h->store, ds->owner, c->names, c->n_names, c->limit, h->cfg->job_lease_s,
-                         &rows, &n) == INGEST_OK)
+    size_t first = ds->next_first++ % c->n_names;
+    if (deliveries_claim(h->store, ds->owner, c->names, c->n_names, first, c->limit,
+                         h->cfg->job_lease_s, &rows, &n) == INGEST_OK)
         hand_out(h, rows, n);
     c->claimed = n;
     deliveries_free(rows, n);

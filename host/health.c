@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "inbox.h"
 #include "instance.h"
 #include "registry.h"
 #include "util.h"
@@ -85,7 +86,7 @@ json_object *health_report(hostd *h)
                            json_object_new_int64((int64_t)workers_busy(h->workers)));
 
     json_object *db = json_object_new_object();
-    int db_ok = store_ready(h->store);
+    int db_ok = store_ready(h->store) && inbox_ready(h->inbox);
     char err[512];
     store_last_error(h->store, err, sizeof err);
     json_object_object_add(db, "status", json_object_new_string(db_ok ? "ok" : "down"));

@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 #include <event2/buffer.h>
+#include <event2/listener.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
@@ -11,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "http_deadline.h"
+#include "inbox.h"
 #include "log.h"
 #include "metrics.h"
 #include "registry.h"
@@ -24,6 +27,7 @@ struct httpd {
     hostd *h;
     struct evhttp *http;
     struct evhttp_bound_socket *bound;
+    struct timeval request_limit; /* read by http_deadline for each connection */
     int port;
 };
 
@@ -70,7 +74,7 @@ static void route_healthz(hostd *h, struct evhttp_request *req)
 
 static void route_readyz(hostd *h, struct evhttp_request *req)
 {
-    int db = store_ready(h->store);
+    int db = store_ready(h->store) && inbox_ready(h->inbox);
     int plugins = atomic_load(&h->plugins_loaded);
     int stopping = atomic_load(&h->shutting_down);
     if (db && plugins && !stopping) {
@@ -147,6 +151,29 @@ static void on_request(struct evhttp_request *req, void *arg)
     httpd_problem(req, 404, "not_found", "no such route", 0);
 }
 
+/* Like evhttp_bind_socket, with a deep accept queue: a burst of new
+ * connections (a provider's retry storm) must not overflow it, since a
+ * dropped SYN costs the client a one-second retransmit. */
+static struct evconnlistener *listen_on(struct event_base *base, const char *host, int port)
+{
+    struct evutil_addrinfo hints = {.ai_family = AF_UNSPEC,
+                                    .ai_socktype = SOCK_STREAM,
+                                    .ai_protocol = IPPROTO_TCP,
+                                    .ai_flags = EVUTIL_AI_PASSIVE | EVUTIL_AI_ADDRCONFIG};
+    struct evutil_addrinfo *found = NULL;
+    char service[16];
+    snprintf(service, sizeof service, "%d", port);
+    if (evutil_getaddrinfo(host, service, &hints, &found) != 0)
+        return NULL;
+    struct evconnlistener *listener = NULL;
+    for (struct evutil_addrinfo *a = found; a && !listener; a = a->ai_next)
+        listener = evconnlistener_new_bind(
+            base, NULL, NULL, LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
+            SOMAXCONN, a->ai_addr, (int)a->ai_addrlen);
+    evutil_freeaddrinfo(found);
+    return listener;
+}
+
 httpd *httpd_start(hostd *h, const char *host, int port, char *err, size_t err_len)
 {
     httpd *s = calloc(1, sizeof *s);
@@ -164,8 +191,13 @@ httpd *httpd_start(hostd *h, const char *host, int port, char *err, size_t err_l
     evhttp_set_allowed_methods(s->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST |
                                             EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH);
     evhttp_set_gencb(s->http, on_request, s);
-    s->bound = evhttp_bind_socket_with_handle(s->http, host, (ev_uint16_t)port);
+    s->request_limit = (struct timeval){h->cfg->http_timeout_s, 0};
+    http_deadline_attach(s->http, &s->request_limit);
+    struct evconnlistener *listener = listen_on(h->base, host, port);
+    s->bound = listener ? evhttp_bind_listener(s->http, listener) : NULL;
     if (!s->bound) {
+        if (listener)
+            evconnlistener_free(listener);
         snprintf(err, err_len, "cannot listen on %s:%d (address in use or not local?)", host, port);
         evhttp_free(s->http);
         free(s);

@@ -10,26 +10,29 @@
 #include <string.h>
 #include <time.h>
 
-#include "copy_rows.h"
 #include "log.h"
 #include "util.h"
 
-/* Deliveries per transaction at most; more wait for the next one. */
+/* Deliveries per transaction at most, and their body bytes at most (a
+ * batch of large bodies is sent as one statement). More wait for the next. */
 #define MAX_BATCH 1024
+#define MAX_BATCH_BYTES (16u << 20)
 
-static const char copy_deliveries_sql[] =
-    "COPY deliveries_staging (ord, id, provider, scope, delivery_key, tenant_id, connection_id,"
-    " headers, body, content_type, received_at) FROM STDIN";
-
-/* A key already stored makes the delivery a duplicate, unless that key has
- * expired: then it is taken over. DISTINCT ON keeps the first of several
- * deliveries with one key in the same batch, so DO UPDATE never meets a row
- * twice. The key rows reference deliveries that are inserted by the same
- * statement; the foreign key is checked at its end. */
+/* One self-committing statement per batch: the deliveries arrive as arrays,
+ * one per column. A key already stored makes the delivery a duplicate,
+ * unless that key has expired: then it is taken over. DISTINCT ON keeps the
+ * first of several deliveries with one key in the same batch, so DO UPDATE
+ * never meets a row twice. The key rows reference deliveries inserted by the
+ * same statement; the foreign key is checked at its end. What comes back is
+ * the positions (0-based) of the deliveries stored. */
 static const char insert_deliveries_sql[] =
-    "WITH firsts AS ("
-    "  SELECT DISTINCT ON (scope, delivery_key) * FROM deliveries_staging"
-    "  ORDER BY scope, delivery_key, ord),"
+    "WITH input AS ("
+    "  SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::uuid[],"
+    "   $6::uuid[], $7::jsonb[], $8::bytea[], $9::text[], $10::timestamptz[]) WITH ORDINALITY"
+    "  AS t(id, provider, scope, delivery_key, tenant_id, connection_id, headers, body,"
+    "   content_type, received_at, ord)),"
+    " firsts AS ("
+    "  SELECT DISTINCT ON (scope, delivery_key) * FROM input ORDER BY scope, delivery_key, ord),"
     " keys AS ("
     "  INSERT INTO idempotency_keys (scope, key, delivery_id)"
     "  SELECT scope, delivery_key, id FROM firsts"
@@ -37,16 +40,19 @@ static const char insert_deliveries_sql[] =
     "    created_at = now(), expires_at = now() + interval '30 days'"
     "  WHERE idempotency_keys.expires_at < now()"
     "  RETURNING delivery_id),"
-    " inserted AS (INSERT INTO webhook_deliveries (id, provider, tenant_id, connection_id, "
-    "delivery_key,"
-    "  headers, body, content_type, received_at)"
-    " SELECT f.id, f.provider, f.tenant_id, f.connection_id, f.delivery_key, f.headers, f.body,"
-    "  f.content_type, f.received_at FROM firsts f JOIN keys k ON k.delivery_id = f.id"
-    " RETURNING id)"
-    " SELECT s.ord FROM inserted i JOIN deliveries_staging s ON s.id = i.id";
+    " inserted AS (INSERT INTO webhook_deliveries (id, provider, tenant_id, connection_id,"
+    "  delivery_key, headers, body, content_type, received_at)"
+    "  SELECT f.id, f.provider, f.tenant_id, f.connection_id, f.delivery_key, f.headers, f.body,"
+    "   f.content_type, f.received_at FROM firsts f JOIN keys k ON k.delivery_id = f.id"
+    "  RETURNING id)"
+    " SELECT i.ord - 1 FROM inserted ins JOIN input i ON i.id = ins.id";
+
+enum { COL_ID, COL_PROVIDER, COL_SCOPE, COL_KEY, COL_TENANT, COL_CONNECTION, COL_HEADERS,
+       COL_BODY, COL_CONTENT_TYPE, COL_RECEIVED, N_COLS };
 
 struct inbox {
     hostd *h;
+    store *db; /* the inbox's own connections: an ack never waits behind other writes */
     int capacity;
     pthread_mutex_t lock;
     pthread_cond_t work;
@@ -79,7 +85,7 @@ void inbox_item_free(inbox_item *item)
     free(item);
 }
 
-/* bytea in COPY text: "\x" and hex digits (copy_rows escapes the backslash). */
+/* bytea input: "\x" and hex digits. */
 static char *bytea_hex(const unsigned char *data, size_t len)
 {
     size_t cap = 2 * len + 3;
@@ -98,40 +104,52 @@ static char *bytea_hex(const unsigned char *data, size_t len)
     return out;
 }
 
-static int render_rows(const batch *b, copy_rows *rows)
+/* The batch as one array literal per column; bodies and times are rendered
+ * into `scratch` (n * 2 strings) which the caller frees. */
+static int render_columns(const batch *b, char **scratch, char *columns[N_COLS])
 {
-    for (size_t i = 0; i < b->n; i++) {
-        const inbox_item *it = b->items[i];
-        char ord[24], received[32];
-        snprintf(ord, sizeof ord, "%zu", i);
-        util_format_time(it->received_at_us, received);
-        char *body = bytea_hex(it->body, it->body_len);
-        if (!body)
-            return -1;
-        copy_rows_field(rows, ord);
-        copy_rows_field(rows, it->id);
-        copy_rows_field(rows, it->provider);
-        copy_rows_field(rows, it->scope);
-        copy_rows_field(rows, it->delivery_key);
-        copy_rows_field(rows, it->tenant_id);
-        copy_rows_field(rows, it->connection_id);
-        copy_rows_field(rows, it->headers_json);
-        copy_rows_field(rows, body);
-        copy_rows_field(rows, it->content_type);
-        copy_rows_field(rows, received);
-        copy_rows_end(rows);
-        free(body);
+    char **col[N_COLS];
+    int rc = 0;
+    for (int c = 0; c < N_COLS; c++)
+        if (!(col[c] = calloc(b->n ? b->n : 1, sizeof(char *))))
+            rc = -1;
+    for (size_t i = 0; rc == 0 && i < b->n; i++) {
+        inbox_item *it = b->items[i];
+        char **body = &scratch[2 * i], **received = &scratch[2 * i + 1];
+        *body = bytea_hex(it->body, it->body_len);
+        *received = malloc(32);
+        if (!*body || !*received) {
+            rc = -1;
+            break;
+        }
+        util_format_time(it->received_at_us, *received);
+        col[COL_ID][i] = it->id;
+        col[COL_PROVIDER][i] = it->provider;
+        col[COL_SCOPE][i] = it->scope;
+        col[COL_KEY][i] = it->delivery_key;
+        col[COL_TENANT][i] = it->tenant_id;
+        col[COL_CONNECTION][i] = it->connection_id;
+        col[COL_HEADERS][i] = it->headers_json;
+        col[COL_BODY][i] = *body;
+        col[COL_CONTENT_TYPE][i] = it->content_type;
+        col[COL_RECEIVED][i] = *received;
     }
-    return rows->failed ? -1 : 0;
+    for (int c = 0; c < N_COLS; c++) {
+        columns[c] = rc == 0 ? store_text_array(col[c], b->n) : NULL;
+        if (!columns[c])
+            rc = -1;
+        free(col[c]);
+    }
+    return rc;
 }
 
 typedef struct commit_arg {
     const batch *b;
-    const copy_rows *rows;
+    const char *const *columns;
     char err[512];
 } commit_arg;
 
-/* The positions (ord) that came back were stored; the rest are duplicates. */
+/* The positions that came back were stored; the rest are duplicates. */
 static void mark_outcomes(const batch *b, PGresult *res)
 {
     for (size_t i = 0; i < b->n; i++)
@@ -146,33 +164,27 @@ static void mark_outcomes(const batch *b, PGresult *res)
 static int commit_fn(PGconn *conn, void *arg)
 {
     commit_arg *a = arg;
-    if (store_exec_simple(conn, "BEGIN") < 0) {
-        snprintf(a->err, sizeof a->err, "%s", PQerrorMessage(conn));
-        return INGEST_EIO;
-    }
-    int rc = store_copy_in(conn, copy_deliveries_sql, a->rows, a->err, sizeof a->err);
     PGresult *res = NULL;
-    if (rc == INGEST_OK)
-        rc = store_exec(conn, insert_deliveries_sql, 0, NULL, &res, a->err, sizeof a->err);
-    if (rc == INGEST_OK && store_exec_simple(conn, "COMMIT") < 0) {
-        snprintf(a->err, sizeof a->err, "%s", PQerrorMessage(conn));
-        rc = INGEST_EIO;
-    }
+    int rc = store_exec(conn, insert_deliveries_sql, N_COLS, a->columns, &res, a->err,
+                        sizeof a->err);
     if (rc == INGEST_OK)
         mark_outcomes(a->b, res);
-    else
-        store_exec_simple(conn, "ROLLBACK");
     PQclear(res);
     return rc;
 }
 
 static int commit_batch(inbox *ib, const batch *b, char *err, size_t err_len)
 {
-    copy_rows rows;
-    copy_rows_init(&rows);
-    commit_arg a = {b, &rows, ""};
-    int rc = render_rows(b, &rows) < 0 ? INGEST_ENOMEM : store_call(ib->h->store, commit_fn, &a);
-    copy_rows_free(&rows);
+    char *columns[N_COLS] = {0};
+    char **scratch = calloc(2 * b->n + 1, sizeof *scratch);
+    commit_arg a = {b, (const char *const *)columns, ""};
+    int rc = !scratch || render_columns(b, scratch, columns) < 0 ? INGEST_ENOMEM
+                                                                  : store_call(ib->db, commit_fn, &a);
+    for (size_t i = 0; scratch && i < 2 * b->n; i++)
+        free(scratch[i]);
+    free(scratch);
+    for (int c = 0; c < N_COLS; c++)
+        free(columns[c]);
     snprintf(err, err_len, "%s", a.err[0] ? a.err : rc == INGEST_ENOMEM ? "out of memory" : "");
     return rc;
 }
@@ -185,7 +197,7 @@ static void commit_with_fallback(inbox *ib, batch *b)
     int rc = commit_batch(ib, b, err, sizeof err);
     if (rc == INGEST_OK)
         return;
-    int retry_alone = rc != INGEST_EIO || store_ready(ib->h->store);
+    int retry_alone = rc != INGEST_EIO || store_ready(ib->db);
     size_t failed = 0;
     for (size_t i = 0; i < b->n; i++) {
         batch one = {&b->items[i], 1};
@@ -217,8 +229,10 @@ static batch *take_batch(inbox *ib)
         free(b);
         return NULL;
     }
-    while (b->n < n) {
+    size_t bytes = 0;
+    while (b->n < n && (b->n == 0 || bytes + ib->head->body_len <= MAX_BATCH_BYTES)) {
         inbox_item *it = ib->head;
+        bytes += it->body_len;
         ib->head = it->next;
         it->next = NULL;
         b->items[b->n++] = it;
@@ -258,7 +272,8 @@ static void *inbox_main(void *arg)
     return NULL;
 }
 
-inbox *inbox_new(hostd *h, int capacity, int threads)
+inbox *inbox_new(hostd *h, const char *database_url, int capacity, int threads,
+                 int retry_max_s)
 {
     inbox *ib = calloc(1, sizeof *ib);
     if (!ib)
@@ -266,7 +281,10 @@ inbox *inbox_new(hostd *h, int capacity, int threads)
     ib->h = h;
     ib->capacity = capacity;
     ib->threads = calloc((size_t)threads, sizeof *ib->threads);
-    if (!ib->threads) {
+    ib->db = store_new(database_url, threads, retry_max_s);
+    if (!ib->threads || !ib->db) {
+        store_free(ib->db);
+        free(ib->threads);
         free(ib);
         return NULL;
     }
@@ -286,7 +304,7 @@ inbox *inbox_new(hostd *h, int capacity, int threads)
 
 int inbox_submit(inbox *ib, inbox_item *item)
 {
-    if (!store_ready(ib->h->store))
+    if (!store_ready(ib->db))
         return -1;
     pthread_mutex_lock(&ib->lock);
     int refused = ib->stopping || ib->queued + ib->committing >= (size_t)ib->capacity;
@@ -304,6 +322,8 @@ int inbox_submit(inbox *ib, inbox_item *item)
     pthread_mutex_unlock(&ib->lock);
     return refused ? -1 : 0;
 }
+
+int inbox_ready(inbox *ib) { return store_ready(ib->db); }
 
 size_t inbox_depth(inbox *ib)
 {
@@ -331,6 +351,7 @@ void inbox_free(inbox *ib)
     if (!ib)
         return;
     inbox_stop(ib);
+    store_free(ib->db);
     pthread_cond_destroy(&ib->work);
     pthread_mutex_destroy(&ib->lock);
     free(ib->threads);

@@ -1,6 +1,6 @@
 /* inbox.h — the durable webhook inbox. Verified deliveries queue here; inbox
- * threads take everything queued at once, COPY it into PostgreSQL and commit
- * it in one transaction (group commit), recording each delivery's
+ * threads take everything queued at once and store it in PostgreSQL with one
+ * self-committing statement (group commit), recording each delivery's
  * idempotency key so a redelivery is recognised. Each delivery's completion
  * then runs on the event loop, where its HTTP reply is sent. */
 #ifndef HOSTD_INBOX_H
@@ -42,14 +42,21 @@ struct inbox_item {
 
 typedef struct inbox inbox;
 
-/* capacity: queued items at most; threads: inbox threads (each commits its
- * own batches). Threads start at once. */
-inbox *inbox_new(hostd *h, int capacity, int threads);
+/* capacity: queued items at most; threads: inbox threads, each committing
+ * its own batches over its own connection to `database_url` (the inbox does
+ * not share connections with the rest of the store, so an ack never waits
+ * behind a sync's page). Threads start at once; connections are retried
+ * with backoff up to retry_max_s apart. */
+inbox *inbox_new(hostd *h, const char *database_url, int capacity, int threads,
+                 int retry_max_s);
 
 /* Queue an item (ownership passes to the inbox on success). Returns -1 when
  * the queue is full, the store is not connected or the inbox is stopping:
  * the caller keeps the item and answers 503. Any thread. */
 int inbox_submit(inbox *ib, inbox_item *item);
+
+/* Whether the inbox's own connections are up (some of them). */
+int inbox_ready(inbox *ib);
 
 /* Items queued or being committed right now. */
 size_t inbox_depth(inbox *ib);

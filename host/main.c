@@ -165,7 +165,9 @@ static int start_modules(hostd *h, const hostd_config *cfg, char *err, size_t er
     h->plugins = registry_new();
     h->workers = workers_new(cfg->workers, (size_t)cfg->work_queue);
     h->store = store_new(cfg->database_url, cfg->database_pool, cfg->database_retry_max_s);
-    h->inbox = h->store ? inbox_new(h, cfg->webhook_queue, cfg->database_pool) : NULL;
+    h->inbox = h->store ? inbox_new(h, cfg->database_url, cfg->webhook_queue, cfg->database_pool,
+                                    cfg->database_retry_max_s)
+                        : NULL;
     h->webhook_cache = webhook_cache_new();
     h->webhook_metrics = webhook_metrics_new();
     if (!h->mailbox || !h->metrics || !h->plugins || !h->workers || !h->store || !h->inbox ||

@@ -144,6 +144,16 @@ static const migration migrations[] = {
      "CREATE INDEX dead_letters_provider_time ON dead_letters (provider, created_at DESC);"
      "CREATE INDEX signals_connection_time ON signals (connection_id, occurred_at DESC)"
      "  WHERE connection_id IS NOT NULL;"},
+    /* Claims ask one provider at a time in run_after order: this index
+     * serves them without a sort even before the table was ever analyzed
+     * (with the old one a growing inbox got a bitmap scan and an external
+     * sort per claim). The reaper's scan for expired leases gets its own. */
+    {3, "webhook delivery claim and lease indexes",
+     "DROP INDEX webhook_deliveries_pending;"
+     "CREATE INDEX webhook_deliveries_claim ON webhook_deliveries (provider, run_after)"
+     "  WHERE state IN ('pending', 'retrying');"
+     "CREATE INDEX webhook_deliveries_leases ON webhook_deliveries (lease_expires_at)"
+     "  WHERE state = 'processing';"},
 };
 #define N_MIGRATIONS (sizeof migrations / sizeof migrations[0])
 

@@ -64,12 +64,6 @@ static const char create_staging_sql[] =
     " source text, kind text, occurred_at timestamptz, dedupe_key text, payload jsonb,"
     " raw jsonb, provenance jsonb) ON COMMIT DELETE ROWS";
 
-/* The webhook inbox (inbox.c) stages deliveries the same way. */
-static const char create_deliveries_staging_sql[] =
-    "CREATE TEMP TABLE IF NOT EXISTS deliveries_staging (ord int, id uuid, provider text,"
-    " scope text, delivery_key text, tenant_id uuid, connection_id uuid, headers jsonb,"
-    " body bytea, content_type text, received_at timestamptz) ON COMMIT DELETE ROWS";
-
 static const char copy_staging_sql[] = "COPY signals_staging (" STORE_SIGNAL_COLUMNS ") FROM STDIN";
 
 static const char insert_signals_sql[] =
@@ -137,8 +131,7 @@ static PGconn *connect_once(store *st, char *err, size_t err_len)
     PQsetNoticeProcessor(conn, on_notice, NULL);
     int applied = 0;
     if (migrations_apply(conn, &applied, err, err_len) < 0 ||
-        store_exec(conn, create_staging_sql, 0, NULL, NULL, err, err_len) != INGEST_OK ||
-        store_exec(conn, create_deliveries_staging_sql, 0, NULL, NULL, err, err_len) != INGEST_OK) {
+        store_exec(conn, create_staging_sql, 0, NULL, NULL, err, err_len) != INGEST_OK) {
         PQfinish(conn);
         return NULL;
     }
@@ -233,13 +226,37 @@ static int result_status(PGresult *res)
     return INGEST_EIO;
 }
 
+/* Every element double-quoted, so commas, braces, quotes, backslashes and
+ * spaces in it are data; a NULL item is the SQL NULL. */
 char *store_text_array(char *const *items, size_t n)
 {
-    char *joined = util_join(items, n, ",");
     char *out = NULL;
-    if (joined && asprintf(&out, "{%s}", joined) < 0)
-        out = NULL;
-    free(joined);
+    size_t len = 0;
+    FILE *f = open_memstream(&out, &len);
+    if (!f)
+        return NULL;
+    fputc('{', f);
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0)
+            fputc(',', f);
+        if (!items[i]) {
+            fputs("NULL", f);
+            continue;
+        }
+        fputc('"', f);
+        for (const char *c = items[i]; *c; c++) {
+            if (*c == '"' || *c == '\\')
+                fputc('\\', f);
+            fputc(*c, f);
+        }
+        fputc('"', f);
+    }
+    fputc('}', f);
+    int failed = ferror(f);
+    if (fclose(f) != 0 || failed) {
+        free(out);
+        return NULL;
+    }
     return out;
 }
 

@@ -80,8 +80,9 @@ int store_exec(PGconn *conn, const char *sql, int n, const char *const *params, 
 int store_copy_in(PGconn *conn, const char *copy_sql, const copy_rows *rows, char *err,
                   size_t err_len);
 
-/* A text[] parameter '{a,b}' for items that need no quoting (plugin names,
- * uuids). malloc'd; NULL on OOM. */
+/* An array literal '{"a","b"}' for a text[] (or uuid[], jsonb[], bytea[]...)
+ * parameter; items may hold any text, a NULL item is an SQL NULL.
+ * malloc'd; NULL on OOM. */
 char *store_text_array(char *const *items, size_t n);
 
 /* Run a statement without parameters (BEGIN, COMMIT, ROLLBACK); 0 or -1. */

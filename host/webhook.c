@@ -620,7 +620,7 @@ static void step_store(wh_req *w)
         return;
     }
     if (inbox_submit(w->h->inbox, it) < 0) {
-        int down = !store_ready(w->h->store);
+        int down = !inbox_ready(w->h->inbox);
         inbox_item_free(it);
         reject(w, 503, down ? "database_unavailable" : "busy",
                down ? "the database is unavailable; retry later"

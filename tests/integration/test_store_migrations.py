@@ -17,7 +17,7 @@ import pytest
 from conftest import free_port, wait_for
 from store_helpers import q, readyz
 
-LATEST = 2
+LATEST = 3
 EXPECTED_TABLES = {
     "schema_migrations", "signals", "cursors", "providers", "connections",
     "connection_secrets", "sync_jobs", "webhook_deliveries", "idempotency_keys",
@@ -97,7 +97,7 @@ def assert_full_schema(pg, db_url):
     missing = EXPECTED_TABLES - tables(pg, db_url)
     assert not missing, f"tables missing after migration: {sorted(missing)}"
     rows = migration_rows(pg, db_url)
-    assert [r[0] for r in rows] == [1, 2], rows
+    assert [r[0] for r in rows] == list(range(1, LATEST + 1)), rows
     assert all(r[1] and r[2] for r in rows), f"name/applied_at not recorded: {rows}"
 
 
@@ -191,7 +191,7 @@ def test_two_daemons_and_ctl_migrate_start_at_once_on_empty_database(
 
     per_version = q(pg_cluster, db_url, "SELECT version, count(*) FROM schema_migrations "
                                         "GROUP BY version ORDER BY version")
-    assert per_version == [(1, 1), (2, 1)]
+    assert per_version == [(v, 1) for v in range(1, LATEST + 1)]
     assert_full_schema(pg_cluster, db_url)
 
     # Each migration was applied by exactly one of the six migrators.
@@ -222,7 +222,7 @@ def test_failed_migration_step_rolls_back_alone(hostctl, pg_cluster, db_url, con
     assert not leaked, f"half of the failed step 2 was committed: {sorted(leaked)}"
     # The lock was released: a retry after fixing the database completes.
     q(pg_cluster, db_url, "DROP TABLE dead_letters")
-    assert migrate_json(hostctl, conf, db_url) == {"applied": 1, "version": LATEST}
+    assert migrate_json(hostctl, conf, db_url) == {"applied": LATEST - 1, "version": LATEST}
     assert_full_schema(pg_cluster, db_url)
 
 

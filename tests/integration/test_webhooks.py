@@ -8,6 +8,7 @@ idempotency key.
 """
 import hashlib
 import hmac
+import http.client
 import json
 import socket
 import threading
@@ -392,9 +393,7 @@ def test_pending_deliveries_survive_a_restart(daemon_factory, pg_cluster, db_url
 
 def test_stalled_client_is_cut_off(daemon_factory):
     """A client that stops sending mid-request is disconnected after
-    http_timeout_s, and others are served meanwhile. (A client trickling a
-    byte at a time within the timeout is not caught yet: libevent 2.1 only
-    has inactivity timeouts.)"""
+    http_timeout_s, and others are served meanwhile."""
     d = start(daemon_factory, hook_conf(extra="http_timeout_s = 2;"), plugins=["hook_hmac"])
     s = socket.create_connection(("127.0.0.1", d.port), timeout=10)
     s.sendall(b"POST /webhooks/hook_hmac HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
@@ -407,6 +406,56 @@ def test_stalled_client_is_cut_off(daemon_factory):
     waited = time.monotonic() - started
     assert closed and 1.0 < waited < 6, waited
     s.close()
+
+
+def test_trickling_client_is_cut_off_at_the_request_deadline(daemon_factory):
+    """A slowloris client sending one byte every half second never trips an
+    inactivity timeout of 2 s; the per-request deadline (http_timeout_s from
+    the request's first byte) still closes its connection, while a normal
+    client on another connection is served, and a keep-alive connection
+    that sends request after request on time is not cut."""
+    d = start(daemon_factory, hook_conf(extra="http_timeout_s = 2;"), plugins=["hook_hmac"])
+    slow = socket.create_connection(("127.0.0.1", d.port), timeout=10)
+    request = b"POST /webhooks/hook_hmac HTTP/1.1\r\nHost: x\r\nX-Padding: " + b"a" * 400
+    started = time.monotonic()
+    cut_after = None
+    for i, byte in enumerate(request):
+        try:
+            slow.sendall(bytes([byte]))
+        except OSError:
+            cut_after = time.monotonic() - started
+            break
+        if i == 2:
+            assert post_hmac(d, body_of())[0] == 202
+        time.sleep(0.5)
+        slow.settimeout(0.01)
+        try:
+            if slow.recv(1000) == b"":
+                cut_after = time.monotonic() - started
+                break
+        except socket.timeout:
+            pass
+        except OSError:
+            cut_after = time.monotonic() - started
+            break
+        if time.monotonic() - started > 15:
+            break
+    slow.close()
+    assert cut_after is not None, "the trickling client was never disconnected"
+    assert 1.5 < cut_after < 5, cut_after
+
+    # Keep-alive: 6 requests 0.5 s apart span 3 s > http_timeout_s, each on time.
+    conn = http.client.HTTPConnection("127.0.0.1", d.port, timeout=10)
+    for i in range(6):
+        body = body_of(n=i, keepalive=True)
+        conn.request("POST", "/webhooks/hook_hmac", body=body,
+                     headers={"Content-Type": "application/json",
+                              "X-Hook-Signature": "sha256=" + hexmac(SECRET, body)})
+        r = conn.getresponse()
+        r.read()
+        assert r.status == 202
+        time.sleep(0.5)
+    conn.close()
 
 
 def test_malformed_http_does_not_hurt(daemon_factory):
