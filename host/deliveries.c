@@ -127,7 +127,7 @@ static int claim_provider(PGconn *conn, claim_args *a, const char *provider)
     snprintf(lease, sizeof lease, "%d", a->lease_s);
     const char *p[] = {a->owner, provider, limit, lease};
     PGresult *res = NULL;
-    int rc = store_exec(conn, claim_sql, 4, p, &res, NULL, 0);
+    int rc = store_exec_prepared(conn, "deliveries_claim", claim_sql, 4, p, &res, NULL, 0);
     if (rc != INGEST_OK)
         return rc;
     for (int r = 0; r < PQntuples(res) && a->n < (size_t)a->limit; r++) {

@@ -3,10 +3,10 @@
 
 #include <arpa/inet.h>
 #include <event2/buffer.h>
-#include <event2/listener.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
 #include <json-c/json.h>
 #include <stdio.h>
 #include <stdlib.h>

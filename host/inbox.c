@@ -47,8 +47,19 @@ static const char insert_deliveries_sql[] =
     "  RETURNING id)"
     " SELECT i.ord - 1 FROM inserted ins JOIN input i ON i.id = ins.id";
 
-enum { COL_ID, COL_PROVIDER, COL_SCOPE, COL_KEY, COL_TENANT, COL_CONNECTION, COL_HEADERS,
-       COL_BODY, COL_CONTENT_TYPE, COL_RECEIVED, N_COLS };
+enum {
+    COL_ID,
+    COL_PROVIDER,
+    COL_SCOPE,
+    COL_KEY,
+    COL_TENANT,
+    COL_CONNECTION,
+    COL_HEADERS,
+    COL_BODY,
+    COL_CONTENT_TYPE,
+    COL_RECEIVED,
+    N_COLS
+};
 
 struct inbox {
     hostd *h;
@@ -165,8 +176,8 @@ static int commit_fn(PGconn *conn, void *arg)
 {
     commit_arg *a = arg;
     PGresult *res = NULL;
-    int rc = store_exec(conn, insert_deliveries_sql, N_COLS, a->columns, &res, a->err,
-                        sizeof a->err);
+    int rc = store_exec_prepared(conn, "inbox_insert_deliveries", insert_deliveries_sql, N_COLS,
+                                 a->columns, &res, a->err, sizeof a->err);
     if (rc == INGEST_OK)
         mark_outcomes(a->b, res);
     PQclear(res);
@@ -178,8 +189,9 @@ static int commit_batch(inbox *ib, const batch *b, char *err, size_t err_len)
     char *columns[N_COLS] = {0};
     char **scratch = calloc(2 * b->n + 1, sizeof *scratch);
     commit_arg a = {b, (const char *const *)columns, ""};
-    int rc = !scratch || render_columns(b, scratch, columns) < 0 ? INGEST_ENOMEM
-                                                                  : store_call(ib->db, commit_fn, &a);
+    int rc = !scratch || render_columns(b, scratch, columns) < 0
+                 ? INGEST_ENOMEM
+                 : store_call(ib->db, commit_fn, &a);
     for (size_t i = 0; scratch && i < 2 * b->n; i++)
         free(scratch[i]);
     free(scratch);
@@ -272,8 +284,7 @@ static void *inbox_main(void *arg)
     return NULL;
 }
 
-inbox *inbox_new(hostd *h, const char *database_url, int capacity, int threads,
-                 int retry_max_s)
+inbox *inbox_new(hostd *h, const char *database_url, int capacity, int threads, int retry_max_s)
 {
     inbox *ib = calloc(1, sizeof *ib);
     if (!ib)

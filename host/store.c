@@ -268,10 +268,8 @@ int store_exec_simple(PGconn *conn, const char *sql)
     return ok ? 0 : -1;
 }
 
-int store_exec(PGconn *conn, const char *sql, int n, const char *const *params, PGresult **res,
-               char *err, size_t err_len)
+static int finish_exec(PGresult *r, PGresult **res, char *err, size_t err_len)
 {
-    PGresult *r = PQexecParams(conn, sql, n, NULL, params, NULL, NULL, 0);
     ExecStatusType st = PQresultStatus(r);
     if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
         if (res)
@@ -287,6 +285,30 @@ int store_exec(PGconn *conn, const char *sql, int n, const char *const *params, 
     if (res)
         *res = NULL;
     return status;
+}
+
+int store_exec(PGconn *conn, const char *sql, int n, const char *const *params, PGresult **res,
+               char *err, size_t err_len)
+{
+    return finish_exec(PQexecParams(conn, sql, n, NULL, params, NULL, NULL, 0), res, err, err_len);
+}
+
+/* Prepared on first use on each connection (a reconnect starts without
+ * it: "26000 prepared statement does not exist" prepares it again). */
+int store_exec_prepared(PGconn *conn, const char *name, const char *sql, int n,
+                        const char *const *params, PGresult **res, char *err, size_t err_len)
+{
+    PGresult *r = PQexecPrepared(conn, name, n, params, NULL, NULL, 0);
+    const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    if (state && strcmp(state, "26000") == 0) {
+        PQclear(r);
+        r = PQprepare(conn, name, sql, n, NULL);
+        if (PQresultStatus(r) != PGRES_COMMAND_OK)
+            return finish_exec(r, res, err, err_len);
+        PQclear(r);
+        r = PQexecPrepared(conn, name, n, params, NULL, NULL, 0);
+    }
+    return finish_exec(r, res, err, err_len);
 }
 
 /* The job must still be ours; refresh its lease in the same transaction. */

@@ -75,6 +75,13 @@ int store_call(store *st, store_fn fn, void *arg);
 int store_exec(PGconn *conn, const char *sql, int n, const char *const *params, PGresult **res,
                char *err, size_t err_len);
 
+/* Like store_exec for a statement run often: prepared under `name` on the
+ * connection the first time it is used there. `name` must be unique to
+ * `sql` across the daemon. Outside transaction blocks only: the first use
+ * on a connection fails once before preparing, which would abort one. */
+int store_exec_prepared(PGconn *conn, const char *name, const char *sql, int n,
+                        const char *const *params, PGresult **res, char *err, size_t err_len);
+
 /* Run `copy_sql` (COPY ... FROM STDIN) and send `rows`. Reads every result,
  * also after a failure, so the connection can take the next command. */
 int store_copy_in(PGconn *conn, const char *copy_sql, const copy_rows *rows, char *err,
