@@ -6,12 +6,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api_http.h"
 #include "crypto.h"
 #include "instance.h"
 #include "log.h"
 #include "metrics.h"
 #include "run.h"
 #include "scheduler.h"
+#include "sync_scheduler.h"
 #include "util.h"
 
 static void api_log(ingest_ctx *ctx, ingest_run *run, ingest_log_level level, const char *fmt, ...)
@@ -119,6 +121,17 @@ static int api_secret_get(ingest_run *run, const char *field, char **value)
 
 static void api_secret_free(char *value) { crypto_wipe_free(value, 0); }
 
+static int api_request_sync(ingest_run *run, const char *stream)
+{
+    if (!run)
+        return INGEST_EINVAL;
+    instance *inst = run_instance(run);
+    const char *connection = run_connection(run);
+    if (!connection || !inst->desc.sync || (stream && !instance_has_stream(inst, stream)))
+        return INGEST_ENOTFOUND;
+    return sync_scheduler_request(inst->host, connection, stream) == 0 ? INGEST_OK : INGEST_EAGAIN;
+}
+
 static const ingest_host_api table = {
     .hdr = INGEST_ABI_HEADER(ingest_host_api),
     .log = api_log,
@@ -142,6 +155,14 @@ static const ingest_host_api table = {
     .format_time = util_format_time,
     .secret_get = api_secret_get,
     .secret_free = api_secret_free,
+    .http_request = api_http_request,
+    .http_response_free = api_http_response_free,
+    .http_header = api_http_header,
+    .http_next_link = api_http_next_link,
+    .json_cursor = api_json_cursor,
+    .url_with_param = api_url_with_param,
+    .retry_after = api_retry_after,
+    .request_sync = api_request_sync,
 };
 
 const ingest_host_api *api_table(void) { return &table; }

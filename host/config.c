@@ -11,7 +11,7 @@
 
 #include "log.h"
 
-typedef enum { KEY_STRING, KEY_INT } key_type;
+typedef enum { KEY_STRING, KEY_INT, KEY_DOUBLE } key_type;
 
 /* Checks a string value; returns NULL if fine, else why not. */
 typedef const char *(*value_check)(const char *value);
@@ -24,18 +24,24 @@ typedef struct key_spec {
     long min, max; /* INT bounds */
     int restart;   /* a change only takes effect after a restart */
     value_check check;
+    double dmin, dmax; /* DOUBLE bounds */
 } key_spec;
 
 static const char *check_listen(const char *value);
 static const char *check_log_level(const char *value);
 static const char *check_not_empty(const char *value);
+static const char *check_tenant_weights(const char *value);
+static const char *check_public_url(const char *value);
 
 /* clang-format off */
-#define STR(k, def, restart) {#k, KEY_STRING, offsetof(hostd_config, k), def, 0, 0, restart, NULL}
+#define STR(k, def, restart) \
+    {#k, KEY_STRING, offsetof(hostd_config, k), def, 0, 0, restart, NULL, 0, 0}
 #define STRC(k, def, restart, check) \
-    {#k, KEY_STRING, offsetof(hostd_config, k), def, 0, 0, restart, check}
+    {#k, KEY_STRING, offsetof(hostd_config, k), def, 0, 0, restart, check, 0, 0}
 #define INT(k, def, lo, hi, restart) \
-    {#k, KEY_INT, offsetof(hostd_config, k), #def, lo, hi, restart, NULL}
+    {#k, KEY_INT, offsetof(hostd_config, k), #def, lo, hi, restart, NULL, 0, 0}
+#define DBL(k, def, lo, hi, restart) \
+    {#k, KEY_DOUBLE, offsetof(hostd_config, k), #def, 0, 0, restart, NULL, lo, hi}
 /* clang-format on */
 
 static const key_spec key_specs[] = {
@@ -63,6 +69,20 @@ static const key_spec key_specs[] = {
     INT(http_timeout_s, 30, 1, 3600, 1),
     INT(webhook_queue, 10000, 16, 1000000, 1),
     INT(webhook_max_attempts, 5, 1, 100, 0),
+    INT(sync_interval_s, 3600, 1, 31536000, 0),
+    INT(sync_jitter_pct, 10, 0, 50, 0),
+    INT(schedule_poll_ms, 5000, 50, 600000, 0),
+    INT(max_jobs_per_tenant, 0, 0, 4096, 0),
+    INT(max_jobs_per_provider, 0, 0, 4096, 0),
+    STRC(tenant_weights, "", 0, check_tenant_weights),
+    INT(job_max_retries, 3, 0, 100, 0),
+    INT(circuit_failure_threshold, 5, 1, 10000, 0),
+    INT(circuit_cooldown_s, 60, 1, 86400, 0),
+    INT(cursor_lookback_s, 60, 0, 86400, 0),
+    DBL(rate_limit_share, 0.7, 0.05, 1.0, 1),
+    INT(oauth_refresh_threshold_s, 300, 0, 86400, 1),
+    STRC(public_url, "", 0, check_public_url),
+    STR(docs_dir, "/usr/share/ingest/docs", 0),
 };
 #define N_KEYS (sizeof key_specs / sizeof key_specs[0])
 
@@ -82,6 +102,35 @@ static char **str_slot(hostd_config *cfg, const key_spec *k)
 static int *int_slot(hostd_config *cfg, const key_spec *k)
 {
     return (int *)((char *)cfg + k->offset);
+}
+
+static double *dbl_slot(hostd_config *cfg, const key_spec *k)
+{
+    void *slot = (char *)cfg + k->offset; /* via void *: the offset names a double */
+    return slot;
+}
+
+static int set_double(hostd_config *cfg, const key_spec *k, double v, const char *where, char *err,
+                      size_t err_len)
+{
+    if (!(v >= k->dmin && v <= k->dmax)) { /* also refuses NaN */
+        snprintf(err, err_len, "%s: key '%s': %g is out of range [%g, %g]", where, k->key, v,
+                 k->dmin, k->dmax);
+        return -1;
+    }
+    *dbl_slot(cfg, k) = v;
+    return 0;
+}
+
+static int parse_double(const char *text, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(text, &end);
+    if (errno || end == text || *end != '\0')
+        return -1;
+    *out = v;
+    return 0;
 }
 
 static int set_string(hostd_config *cfg, const key_spec *k, const char *value)
@@ -149,6 +198,8 @@ static int apply_defaults(hostd_config *cfg)
         if (k->type == KEY_STRING) {
             if (set_string(cfg, k, k->default_value) < 0)
                 return -1;
+        } else if (k->type == KEY_DOUBLE) {
+            *dbl_slot(cfg, k) = strtod(k->default_value, NULL);
         } else {
             *int_slot(cfg, k) = atoi(k->default_value);
         }
@@ -173,6 +224,15 @@ static int apply_setting(hostd_config *cfg, const config_setting_t *s, char *err
             return -1;
         }
         return set_checked_string(cfg, k, config_setting_get_string(s), where, err, err_len);
+    }
+    if (k->type == KEY_DOUBLE) {
+        if (type != CONFIG_TYPE_FLOAT && type != CONFIG_TYPE_INT && type != CONFIG_TYPE_INT64) {
+            snprintf(err, err_len, "%s: key '%s': expected a number", where, name);
+            return -1;
+        }
+        double v = type == CONFIG_TYPE_FLOAT ? config_setting_get_float(s)
+                                             : (double)config_setting_get_int64(s);
+        return set_double(cfg, k, v, where, err, err_len);
     }
     if (type != CONFIG_TYPE_INT && type != CONFIG_TYPE_INT64) {
         snprintf(err, err_len, "%s: key '%s': expected an integer", where, name);
@@ -225,6 +285,16 @@ static int apply_env(hostd_config *cfg, char *err, size_t err_len)
                 return -1;
             continue;
         }
+        double d;
+        if (k->type == KEY_DOUBLE) {
+            if (parse_double(value, &d) < 0) {
+                snprintf(err, err_len, "%s: key '%s': '%s' is not a number", where, k->key, value);
+                return -1;
+            }
+            if (set_double(cfg, k, d, where, err, err_len) < 0)
+                return -1;
+            continue;
+        }
         long v;
         if (parse_int(value, &v) < 0) {
             snprintf(err, err_len, "%s: key '%s': '%s' is not an integer", where, k->key, value);
@@ -269,6 +339,36 @@ static const char *check_log_level(const char *value)
 static const char *check_not_empty(const char *value)
 {
     return value[0] ? NULL : "must not be empty";
+}
+
+/* "uuid=weight,uuid=weight" with weights 1..1000 (sync job claims per
+ * round-robin pass; tenants not listed weigh 1). */
+static const char *check_tenant_weights(const char *value)
+{
+    const char *p = value;
+    while (*p) {
+        const char *eq = strchr(p, '=');
+        const char *comma = strchr(p, ',');
+        if (!eq || (comma && comma < eq) || eq - p != 36)
+            return "is not a list of tenant-uuid=weight separated by commas";
+        char *end;
+        long w = strtol(eq + 1, &end, 10);
+        if (end == eq + 1 || w < 1 || w > 1000 || (*end && *end != ','))
+            return "has a weight that is not a whole number from 1 to 1000";
+        p = *end ? end + 1 : end;
+    }
+    return NULL;
+}
+
+/* The OAuth redirect URI is built on it: empty, or http(s) without a
+ * trailing slash. */
+static const char *check_public_url(const char *value)
+{
+    if (!value[0])
+        return NULL;
+    if (strncmp(value, "https://", 8) != 0 && strncmp(value, "http://", 7) != 0)
+        return "must start with http:// or https://";
+    return value[strlen(value) - 1] == '/' ? "must not end with /" : NULL;
 }
 
 /* Every value was checked where it was set; derive the parts of listen. */
@@ -339,6 +439,9 @@ void config_restart_keys(const hostd_config *old_cfg, const hostd_config *new_cf
         if (k->type == KEY_STRING)
             differs = strcmp(*str_slot((hostd_config *)old_cfg, k),
                              *str_slot((hostd_config *)new_cfg, k)) != 0;
+        else if (k->type == KEY_DOUBLE)
+            differs =
+                *dbl_slot((hostd_config *)old_cfg, k) != *dbl_slot((hostd_config *)new_cfg, k);
         else
             differs =
                 *int_slot((hostd_config *)old_cfg, k) != *int_slot((hostd_config *)new_cfg, k);

@@ -34,6 +34,21 @@ typedef struct hostd_config {
     int http_timeout_s;       /* a client must send its request within this */
     int webhook_queue;        /* deliveries waiting for their commit, at most */
     int webhook_max_attempts; /* processing tries before a delivery is dead-lettered */
+    /* Sync engine (sync_scheduler.c, executor.c) */
+    int sync_interval_s;       /* stream schedule when neither plugin nor connection sets one */
+    int sync_jitter_pct;       /* ± jitter of interval schedules, percent */
+    int schedule_poll_ms;      /* how often the scheduler looks for due streams */
+    int max_jobs_per_tenant;   /* sync jobs of one tenant at once on this daemon; 0 = no cap */
+    int max_jobs_per_provider; /* sync jobs of one provider at once on this daemon; 0 = no cap */
+    char *tenant_weights;      /* "uuid=3,uuid=2": claim shares per round; default 1 */
+    int job_max_retries;       /* retries after the first attempt before a job is dead */
+    int circuit_failure_threshold; /* consecutive failed jobs that open a provider's circuit */
+    int circuit_cooldown_s;        /* an open circuit lets one probe job through after this */
+    int cursor_lookback_s;         /* ingest_job.lookback_us: re-read this much before a cursor */
+    double rate_limit_share;       /* share of a vendor's declared quota plugins may spend */
+    int oauth_refresh_threshold_s; /* refresh an OAuth2 access token this close to expiry */
+    char *public_url; /* base URL of this daemon for OAuth redirects; "" = http://<listen> */
+    char *docs_dir;   /* local swagger-ui-dist files for GET /docs */
 
     config_t tree; /* kept for the plugins.<name> groups */
 } hostd_config;

@@ -21,6 +21,7 @@
 #include "log.h"
 #include "registry.h"
 #include "reload.h"
+#include "sync_scheduler.h"
 
 #define MAX_REQUEST_BYTES 65536
 
@@ -206,6 +207,8 @@ static void cmd_connection_add(client *c, json_object *req)
 static void cmd_rotate_key(client *c, json_object *req) { run_admin(c, req, admin_rotate_key); }
 static void cmd_deadletters(client *c, json_object *req) { run_admin(c, req, admin_deadletters); }
 static void cmd_replay(client *c, json_object *req) { run_admin(c, req, admin_replay); }
+static void cmd_sync(client *c, json_object *req) { run_admin(c, req, sync_scheduler_admin_sync); }
+static void cmd_jobs(client *c, json_object *req) { run_admin(c, req, sync_scheduler_admin_jobs); }
 
 static void cmd_ping(client *c, json_object *req)
 {
@@ -230,6 +233,8 @@ static const command commands[] = {
     {"rotate_key", cmd_rotate_key},
     {"deadletters", cmd_deadletters},
     {"replay", cmd_replay},
+    {"sync", cmd_sync},
+    {"jobs", cmd_jobs},
 };
 
 static void dispatch(client *c, const char *line)

@@ -31,11 +31,20 @@ static const char replay_sql[] =
     "  UPDATE webhook_deliveries d SET state = 'pending', attempts = 0, run_after = now(),"
     "   last_error = NULL, lease_owner = NULL, lease_expires_at = NULL"
     "  FROM picked p WHERE p.kind = 'webhook' AND d.id = p.ref_id RETURNING d.id),"
+    /* A stream has one live job at most (sync_jobs_live_once): a dead job
+     * whose stream already has one is covered by it and not requeued, and
+     * of several dead jobs of one stream only the newest is. */
+    " requeue AS ("
+    "  SELECT DISTINCT ON (s.connection_id, s.stream) s.id FROM sync_jobs s"
+    "  JOIN picked p ON p.kind = 'job' AND s.id = p.ref_id"
+    "  WHERE NOT EXISTS (SELECT 1 FROM sync_jobs l WHERE l.connection_id = s.connection_id"
+    "   AND l.stream = s.stream AND l.state IN ('queued', 'retrying', 'running'))"
+    "  ORDER BY s.connection_id, s.stream, s.created_at DESC),"
     " jobs AS ("
     "  UPDATE sync_jobs j SET state = 'queued', attempts = 0, run_after = now(),"
     "   last_error = NULL, lease_owner = NULL, lease_expires_at = NULL, finished_at = NULL,"
     "   updated_at = now()"
-    "  FROM picked p WHERE p.kind = 'job' AND j.id = p.ref_id RETURNING j.id)"
+    "  FROM requeue r WHERE j.id = r.id RETURNING j.id)"
     " SELECT (SELECT count(*) FROM picked), (SELECT count(*) FROM webhooks),"
     "  (SELECT count(*) FROM jobs)";
 

@@ -2,10 +2,12 @@
  * plugin loaded and reporting OK. Anything else is degraded. */
 #include "health.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "executor.h"
 #include "inbox.h"
 #include "instance.h"
 #include "registry.h"
@@ -45,6 +47,28 @@ static void describe(instance *inst, void *arg)
     json_object_array_add(rows->arr, o);
 }
 
+/* The plugin's circuit breaker on this daemon: a circuit that is not closed
+ * means its provider keeps failing, so the plugin counts as degraded. */
+static void add_circuit(hostd *h, json_object *o, plugin_rows *rows)
+{
+    const char *state;
+    int failures;
+    executor_circuit(h, json_object_get_string(json_object_object_get(o, "name")), &state,
+                     &failures);
+    json_object_object_add(o, "circuit", json_object_new_string(state));
+    json_object_object_add(o, "circuit_failures", json_object_new_int(failures));
+    if (strcmp(state, "closed") == 0)
+        return;
+    rows->degraded = 1;
+    json_object_object_add(o, "status", json_object_new_string("degraded"));
+    if (!json_object_object_get(o, "detail")) {
+        char detail[128];
+        snprintf(detail, sizeof detail, "circuit %s after %d consecutive failed job(s)", state,
+                 failures);
+        json_object_object_add(o, "detail", json_object_new_string(detail));
+    }
+}
+
 /* Outside the lock: ask each loaded plugin's own health callback. */
 static void ask_plugins(hostd *h, plugin_rows *rows)
 {
@@ -52,6 +76,7 @@ static void ask_plugins(hostd *h, plugin_rows *rows)
     for (size_t i = 0; i < n; i++) {
         json_object *o = json_object_array_get_idx(rows->arr, i);
         const char *state = json_object_get_string(json_object_object_get(o, "state"));
+        add_circuit(h, o, rows);
         if (strcmp(state, "loaded") != 0)
             continue;
         instance *inst =

@@ -35,6 +35,10 @@ typedef struct options {
     const char *provider;
     int all;
     int limit;
+    /* sync, jobs */
+    int full;
+    const char *stream;
+    const char *state;
     char **args; /* positional arguments after the command */
     int n_args;
 } options;
@@ -63,6 +67,10 @@ static int print_deadletters(json_object *result, const options *o);
 static int print_replay(json_object *result, const options *o);
 static json_object *build_deadletters(const options *o);
 static json_object *build_replay(const options *o);
+static json_object *build_sync(const options *o);
+static int print_sync(json_object *result, const options *o);
+static json_object *build_jobs(const options *o);
+static int print_jobs(json_object *result, const options *o);
 
 static const command commands[] = {
     {"list", "list", "plugins: name, version, file, state, since, last error, counts", 0, NULL,
@@ -85,6 +93,13 @@ static const command commands[] = {
      0, build_deadletters, print_deadletters},
     {"replay", "replay", "ID | --all: queue dead letters again (attempts reset)", -1, build_replay,
      print_replay},
+    {"sync", "sync",
+     "CONNECTION_ID [--full] [--stream S]: queue sync jobs now (every stream of the\n"
+     "           connection's plugin by default); prints one job id per line",
+     1, build_sync, print_sync},
+    {"jobs", "jobs",
+     "[--state S] [--provider P] [--limit N]: recent sync jobs, newest first (default 50)", 0,
+     build_jobs, print_jobs},
     {"migrate", NULL, "apply database migrations now (talks to PostgreSQL, not the daemon)", 0,
      NULL, NULL},
 };
@@ -350,6 +365,9 @@ static int print_health(json_object *result, const options *o)
         printf("plugin %-12s %-9s %s%s%s\n", str(p, "name"), str(p, "status"),
                str(p, "version") ? str(p, "version") : "", str(p, "detail") ? " — " : "",
                str(p, "detail") ? str(p, "detail") : "");
+        if (str(p, "circuit"))
+            printf("       %-12s circuit %s (%lld consecutive failed job(s))\n", "",
+                   str(p, "circuit"), num(p, "circuit_failures"));
     }
     return healthy ? 0 : EXIT_FAILED;
 }
@@ -491,6 +509,81 @@ static int print_replay(json_object *result, const options *o)
     return 0;
 }
 
+static json_object *build_sync(const options *o)
+{
+    json_object *req = json_object_new_object();
+    json_object_object_add(req, "connection_id", json_object_new_string(o->args[0]));
+    json_object_object_add(req, "full", json_object_new_boolean(o->full));
+    if (o->stream)
+        json_object_object_add(req, "stream", json_object_new_string(o->stream));
+    return req;
+}
+
+/* One line per job: id, stream, kind, and whether it was already queued. */
+static int print_sync(json_object *result, const options *o)
+{
+    json_object *list = json_object_object_get(result, "jobs");
+    if (o->json) {
+        print_json(list);
+        return 0;
+    }
+    for (size_t i = 0; list && i < json_object_array_length(list); i++) {
+        json_object *j = json_object_array_get_idx(list, i);
+        int created = json_object_get_boolean(json_object_object_get(j, "created"));
+        printf("%s %s %s%s\n", str(j, "id"), str(j, "stream"), str(j, "kind"),
+               created ? "" : " (already queued or running)");
+    }
+    return 0;
+}
+
+static json_object *build_jobs(const options *o)
+{
+    static const char *const states[] = {"queued", "running",  "succeeded",
+                                         "failed", "retrying", "dead"};
+    int known = !o->state;
+    for (size_t i = 0; !known && i < sizeof states / sizeof states[0]; i++)
+        known = strcmp(o->state, states[i]) == 0;
+    if (!known) {
+        fprintf(stderr, "ingest-hostctl: --state must be one of queued, running, succeeded, "
+                        "failed, retrying, dead\n");
+        return NULL;
+    }
+    json_object *req = json_object_new_object();
+    if (o->state)
+        json_object_object_add(req, "state", json_object_new_string(o->state));
+    if (o->provider)
+        json_object_object_add(req, "provider", json_object_new_string(o->provider));
+    json_object_object_add(req, "limit", json_object_new_int(o->limit > 0 ? o->limit : 50));
+    return req;
+}
+
+static int print_jobs(json_object *result, const options *o)
+{
+    json_object *list = json_object_object_get(result, "jobs");
+    if (o->json) {
+        print_json(list);
+        return 0;
+    }
+    size_t n = list ? json_object_array_length(list) : 0;
+    if (n == 0) {
+        printf("no jobs\n");
+        return 0;
+    }
+    printf("%-36s %-36s %-12s %-36s %-12s %-11s %-9s %-5s %-19s %s\n", "ID", "TENANT", "PROVIDER",
+           "CONNECTION", "STREAM", "KIND", "STATE", "TRIES", "RUN AFTER", "LAST ERROR");
+    for (size_t i = 0; i < n; i++) {
+        json_object *j = json_object_array_get_idx(list, i);
+        char tries[24];
+        snprintf(tries, sizeof tries, "%lld/%lld", num(j, "attempts"), num(j, "max_attempts"));
+        printf("%-36s %-36s %-12s %-36s %-12s %-11s %-9s %-5s %.19s %s\n", str(j, "id"),
+               str(j, "tenant_id"), str(j, "provider"),
+               str(j, "connection_id") ? str(j, "connection_id") : "-", str(j, "stream"),
+               str(j, "kind"), str(j, "state"), tries, str(j, "run_after"),
+               str(j, "last_error") ? str(j, "last_error") : "");
+    }
+    return 0;
+}
+
 /* migrate talks to PostgreSQL directly so a deploy can run it before start. */
 static int run_migrate(const options *o)
 {
@@ -538,6 +631,9 @@ static int parse_options(int argc, char **argv, options *o)
                                          {"provider", required_argument, NULL, 'P'},
                                          {"all", no_argument, NULL, 'a'},
                                          {"limit", required_argument, NULL, 'l'},
+                                         {"full", no_argument, NULL, 'F'},
+                                         {"stream", required_argument, NULL, 'S'},
+                                         {"state", required_argument, NULL, 'E'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     int opt;
@@ -583,6 +679,15 @@ static int parse_options(int argc, char **argv, options *o)
                 fprintf(stderr, "ingest-hostctl: --limit needs a number from 1 to 10000\n");
                 return -1;
             }
+            break;
+        case 'F':
+            o->full = 1;
+            break;
+        case 'S':
+            o->stream = optarg;
+            break;
+        case 'E':
+            o->state = optarg;
             break;
         case 'h':
             usage(stdout);

@@ -26,6 +26,10 @@ typedef struct inbox inbox;
 typedef struct dispatch_state dispatch_state;
 typedef struct webhook_metrics_table webhook_metrics_table;
 typedef struct webhook_cache webhook_cache;
+typedef struct sync_scheduler sync_scheduler;
+typedef struct oauth_refresher oauth_refresher;
+typedef struct http_client http_client;
+typedef struct ratelimit_registry ratelimit_registry;
 
 typedef struct hostd {
     struct event_base *base;
@@ -45,6 +49,10 @@ typedef struct hostd {
     dispatch_state *dispatch;               /* stored deliveries -> plugin callbacks */
     webhook_metrics_table *webhook_metrics; /* per-provider webhook series */
     webhook_cache *webhook_cache;           /* connection secrets for verification; loop thread */
+    sync_scheduler *sync_scheduler;         /* interval/cron sync jobs per connection stream */
+    oauth_refresher *oauth;                 /* single-flight OAuth2 token refresh; workers */
+    http_client *http_client;               /* outbound HTTP of plugins (api->http_request) */
+    ratelimit_registry *limits; /* per provider/connection limiter at rate_limit_share */
     struct event *drain_timer;
     struct event *shutdown_timer;
     int64_t shutdown_deadline_ms;
@@ -58,6 +66,9 @@ typedef struct hostd {
     _Atomic(crypto_keyring *) keyring;
     crypto_keyring **retired_keyrings;
     size_t n_retired_keyrings;
+    /* Configs replaced by reloads, for the same reason: workers read h->cfg. */
+    hostd_config **retired_configs;
+    size_t n_retired_configs;
 
     ingest_metric *m_reloads_ok, *m_reloads_failed;
 } hostd;
@@ -69,5 +80,8 @@ void hostd_begin_shutdown(hostd *h, const char *why);
 crypto_keyring *hostd_load_keyring(const hostd_config *cfg, char *err, size_t err_len);
 /* Install a new keyring (loop thread); the old one is retired. */
 void hostd_set_keyring(hostd *h, crypto_keyring *kr);
+/* Make `cfg` current (loop thread). The one it replaces stays allocated
+ * until exit: a worker may be reading it. */
+void hostd_set_config(hostd *h, hostd_config *cfg);
 
 #endif

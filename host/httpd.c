@@ -17,6 +17,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "registry.h"
+#include "rest.h"
 #include "webhook.h"
 
 /* evhttp itself refuses bodies beyond this many times max_body_bytes (with
@@ -148,7 +149,8 @@ static void on_request(struct evhttp_request *req, void *arg)
         routes[i].fn(s->h, req);
         return;
     }
-    httpd_problem(req, 404, "not_found", "no such route", 0);
+    /* Everything else is the operator REST API (it answers 404 itself). */
+    rest_handle(s->h, req, path);
 }
 
 /* Like evhttp_bind_socket, with a deep accept queue: a burst of new

@@ -17,6 +17,7 @@
  * batch of large bodies is sent as one statement). More wait for the next. */
 #define MAX_BATCH 1024
 #define MAX_BATCH_BYTES (16u << 20)
+#define RECONNECT_WAIT_MS 1000
 
 /* One self-committing statement per batch: the deliveries arrive as arrays,
  * one per column. A key already stored makes the delivery a duplicate,
@@ -201,12 +202,27 @@ static int commit_batch(inbox *ib, const batch *b, char *err, size_t err_len)
     return rc;
 }
 
+/* A connection found broken reconnects at once when the database is up;
+ * wait that long rather than answer 503 for a database that is there. */
+static int reconnected(inbox *ib)
+{
+    for (int waited_ms = 0; !store_ready(ib->db) && waited_ms < RECONNECT_WAIT_MS; waited_ms += 10)
+        nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
+    return store_ready(ib->db);
+}
+
 /* A batch the database refused (one delivery whose connection was just
  * deleted, say) is retried one by one so the others are still stored. */
 static void commit_with_fallback(inbox *ib, batch *b)
 {
     char err[512] = "";
     int rc = commit_batch(ib, b, err, sizeof err);
+    /* A connection that broke since its last use (the database restarted)
+     * fails once and is dropped; another may be fresh, so each gets a try.
+     * If a failed try did commit after all, the keys make the next one a
+     * duplicate. */
+    for (int retries = ib->n_threads; rc == INGEST_EIO && retries > 0 && reconnected(ib); retries--)
+        rc = commit_batch(ib, b, err, sizeof err);
     if (rc == INGEST_OK)
         return;
     int retry_alone = rc != INGEST_EIO || store_ready(ib->db);

@@ -47,8 +47,7 @@ typedef struct inbox inbox;
  * not share connections with the rest of the store, so an ack never waits
  * behind a sync's page). Threads start at once; connections are retried
  * with backoff up to retry_max_s apart. */
-inbox *inbox_new(hostd *h, const char *database_url, int capacity, int threads,
-                 int retry_max_s);
+inbox *inbox_new(hostd *h, const char *database_url, int capacity, int threads, int retry_max_s);
 
 /* Queue an item (ownership passes to the inbox on success). Returns -1 when
  * the queue is full, the store is not connected or the inbox is stopping:

@@ -91,3 +91,20 @@ const char *instance_status_name(instance_status s)
     }
     return "unknown";
 }
+
+const ingest_stream *instance_stream(const instance *inst, size_t i)
+{
+    const ingest_stream *s =
+        (const ingest_stream *)((const char *)inst->desc.streams + i * inst->desc.stream_size);
+    return s->name ? s : NULL;
+}
+
+int instance_has_stream(const instance *inst, const char *name)
+{
+    for (size_t i = 0; i < inst->desc.n_streams; i++) {
+        const ingest_stream *s = instance_stream(inst, i);
+        if (s && strcmp(s->name, name) == 0)
+            return 1;
+    }
+    return 0;
+}

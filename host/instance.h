@@ -66,4 +66,11 @@ void instance_destroy(instance *inst);
 
 const char *instance_status_name(instance_status s);
 
+/* The i-th stream of the plugin (i < desc.n_streams), read with the
+ * descriptor's own element size; NULL when it has no name. Borrowed from
+ * the loaded .so: valid while the instance is. */
+const ingest_stream *instance_stream(const instance *inst, size_t i);
+/* Whether the plugin declares a stream of that name. */
+int instance_has_stream(const instance *inst, const char *name);
+
 #endif

@@ -17,13 +17,17 @@
 #include "dispatch.h"
 #include "executor.h"
 #include "hostd.h"
+#include "http_client.h"
 #include "httpd.h"
 #include "inbox.h"
 #include "instance.h"
 #include "log.h"
+#include "oauth_refresh.h"
+#include "ratelimit.h"
 #include "registry.h"
 #include "reload.h"
 #include "scheduler.h"
+#include "sync_scheduler.h"
 #include "util.h"
 #include "webhook_cache.h"
 #include "webhook_metrics.h"
@@ -74,6 +78,7 @@ void hostd_begin_shutdown(hostd *h, const char *why)
     httpd_stop_accepting(h->http);
     control_stop_accepting(h->control);
     executor_stop(h);
+    sync_scheduler_stop(h);
     dispatch_stop(h);
     registry_each(h->plugins, stop_timers, NULL);
     h->shutdown_deadline_ms = util_mono_ms() + (int64_t)h->cfg->shutdown_timeout_s * 1000;
@@ -118,6 +123,28 @@ void hostd_set_keyring(hostd *h, crypto_keyring *kr)
         h->retired_keyrings = grown;
         h->retired_keyrings[h->n_retired_keyrings++] = old;
     }
+}
+
+void hostd_set_config(hostd *h, hostd_config *cfg)
+{
+    hostd_config *old = h->cfg;
+    h->cfg = cfg;
+    if (!old)
+        return;
+    hostd_config **grown = realloc(h->retired_configs, (h->n_retired_configs + 1) * sizeof *grown);
+    if (grown) { /* else the old one leaks: freeing it could crash a worker */
+        h->retired_configs = grown;
+        h->retired_configs[h->n_retired_configs++] = old;
+    }
+}
+
+static void free_retired_configs(hostd *h)
+{
+    for (size_t i = 0; i < h->n_retired_configs; i++)
+        config_free(h->retired_configs[i]);
+    free(h->retired_configs);
+    h->retired_configs = NULL;
+    h->n_retired_configs = 0;
 }
 
 static void free_keyrings(hostd *h)
@@ -170,8 +197,14 @@ static int start_modules(hostd *h, const hostd_config *cfg, char *err, size_t er
                         : NULL;
     h->webhook_cache = webhook_cache_new();
     h->webhook_metrics = webhook_metrics_new();
+    h->limits = ratelimit_new(cfg->rate_limit_share);
+    http_client_options hopts = {.limits = h->limits, .metrics = h->metrics};
+    h->http_client = h->limits && h->metrics ? http_client_new(&hopts) : NULL;
+    if (!h->limits || !h->http_client)
+        return snprintf(err, err_len, "cannot create the outbound HTTP client"), -1;
     if (!h->mailbox || !h->metrics || !h->plugins || !h->workers || !h->store || !h->inbox ||
-        !h->webhook_cache || !h->webhook_metrics || reload_init(h) < 0)
+        !h->webhook_cache || !h->webhook_metrics || reload_init(h) < 0 ||
+        oauth_refresher_start(h) < 0)
         return snprintf(err, err_len, "cannot allocate the daemon's modules"), -1;
     h->m_reloads_ok = metrics_register(h->metrics, METRIC_COUNTER, "ingest_reloads_total",
                                        "Reloads by outcome", "result=\"ok\"", h, NULL, 0);
@@ -202,7 +235,9 @@ static void teardown(hostd *h, struct event **events, size_t n_events)
     h->mailbox = NULL;
     reload_collect_drained(h, 1);
     executor_free(h);
+    sync_scheduler_free(h);
     dispatch_free(h);
+    oauth_refresher_free(h); /* workers are stopped: no refresh in flight */
     inbox_free(h->inbox);
     for (instance *inst = registry_take_all(h->plugins), *next; inst; inst = next) {
         next = inst->next;
@@ -220,11 +255,14 @@ static void teardown(hostd *h, struct event **events, size_t n_events)
     registry_free(h->plugins);
     webhook_cache_free(h->webhook_cache);
     webhook_metrics_free(h->webhook_metrics);
+    http_client_free(h->http_client); /* workers are joined: nobody uses it any more */
+    ratelimit_free(h->limits);
     metrics_free(h->metrics);
     if (h->runtime_dir)
         util_rmdir_flat(h->runtime_dir);
     free(h->runtime_dir);
     config_free(h->cfg);
+    free_retired_configs(h);
     free_keyrings(h);
     event_base_free(h->base);
     libevent_global_shutdown();
@@ -251,7 +289,7 @@ static int run_daemon(hostd *h)
         teardown(h, NULL, 0);
         return EXIT_START;
     }
-    if (executor_start(h) < 0 || dispatch_start(h) < 0) {
+    if (executor_start(h) < 0 || sync_scheduler_start(h) < 0 || dispatch_start(h) < 0) {
         log_error("cannot start the job executor or the webhook dispatcher");
         teardown(h, NULL, 0);
         return EXIT_START;

@@ -154,6 +154,27 @@ static const migration migrations[] = {
      "  WHERE state IN ('pending', 'retrying');"
      "CREATE INDEX webhook_deliveries_leases ON webhook_deliveries (lease_expires_at)"
      "  WHERE state = 'processing';"},
+    /* The sync engine: at most one live (queued, retrying or running) job per
+     * connection and stream, so schedulers on several daemons can enqueue
+     * with ON CONFLICT DO NOTHING and jobs never pile up (older duplicates of
+     * a waiting job are dropped first so the index can be built). Claims go
+     * tenant by tenant and provider by provider in run_after order on a
+     * partial index, so they never sort; the scheduler finds the newest job
+     * of a connection's stream through its own index. */
+    {4, "sync scheduling: one live job per stream, per-tenant claim index",
+     "DELETE FROM sync_jobs WHERE id IN (SELECT id FROM ("
+     "  SELECT id, state, row_number() OVER (PARTITION BY connection_id, stream"
+     "   ORDER BY state = 'running' DESC, created_at, id) AS n"
+     "  FROM sync_jobs WHERE connection_id IS NOT NULL"
+     "   AND state IN ('queued', 'retrying', 'running')) d"
+     " WHERE n > 1 AND state <> 'running');"
+     "CREATE UNIQUE INDEX sync_jobs_live_once ON sync_jobs (connection_id, stream)"
+     "  WHERE state IN ('queued', 'retrying', 'running');"
+     "DROP INDEX sync_jobs_claimable;"
+     "CREATE INDEX sync_jobs_claim ON sync_jobs (tenant_id, provider, run_after)"
+     "  WHERE state IN ('queued', 'retrying');"
+     "CREATE INDEX sync_jobs_stream_time ON sync_jobs (connection_id, stream, created_at DESC)"
+     "  WHERE connection_id IS NOT NULL;"},
 };
 #define N_MIGRATIONS (sizeof migrations / sizeof migrations[0])
 

@@ -5,16 +5,22 @@
  * encrypted secrets (fields "access_token", "refresh_token"); its
  * connections.token_expires_at says when the access token expires.
  *
- * A refresh POSTs grant_type=refresh_token to the plugin's token_url with
- * the client credentials from the plugin's config group (host-reserved keys
- * oauth_client_id and oauth_client_secret), through the host's HTTP client.
- * The new access token, the new refresh token when the provider rotates it,
- * and the new expiry are stored in one transaction. Concurrent callers for
- * one connection share one refresh (single-flight): they wait for it and
- * get its outcome. A refresh the provider refuses for good (HTTP 400/401
+ * A refresh POSTs grant_type=refresh_token (form-encoded) to the plugin's
+ * token_url, or to the plugin group's host-reserved key oauth_token_url when
+ * set, with the client credentials from that group (host-reserved keys
+ * oauth_client_id and oauth_client_secret), on a libcurl handle of its own
+ * (not the rate-limited plugin client; no redirects are followed, so the
+ * client secret goes nowhere else). The new access token, the new refresh
+ * token when the provider rotates it, and the new expiry are stored in one
+ * transaction (secrets_put_with_expiry). Concurrent callers for one
+ * connection share one refresh (single-flight): they wait for it and get
+ * its outcome; a refresh that succeeded less than 10 s ago satisfies the
+ * next caller, forced or not. A refresh the provider refuses for good (HTTP 400/401
  * with error invalid_grant, or unauthorized_client) marks the connection
  * status = 'needs_reauth' with a reason, after which it is no longer
- * scheduled and its jobs fail without retry.
+ * scheduled and its jobs fail without retry — unless the stored refresh
+ * token changed meanwhile (another daemon on the same database refreshed
+ * first), which counts as success.
  *
  * Metrics: ingest_token_refreshes_total{provider, outcome="ok|failed|invalid_grant"}.
  * Nothing here logs or returns a token or a client secret. */
@@ -35,13 +41,19 @@ void oauth_refresher_free(hostd *h);
 
 /* Make sure the connection's access token is usable before a run uses it:
  * refresh when it expires within the configured threshold
- * (oauth_refresh_threshold_s, default 300), or unconditionally when `force`
- * (after the provider answered 401 to the current token). Blocks on HTTP
+ * (oauth_refresh_threshold_s, default 300, read at start: a restart key), or
+ * unconditionally when `force` (after the provider answered 401 to the
+ * current token). token_expires_at NULL means unknown / non-expiring: then
+ * only a forced call refreshes. A connection whose status is not 'active'
+ * gives INGEST_EAUTH without asking the provider. Blocks on HTTP
  * and the store: workers only. `inst` is the connection's plugin instance,
  * borrowed for the call.
  *   INGEST_OK             token fresh (or not an OAuth2 connection)
  *   INGEST_EAUTH          refused for good; connection now needs_reauth
- *   INGEST_EAGAIN/EIO     transient failure (token endpoint or store down)
+ *   INGEST_EAGAIN/EIO     transient failure (token endpoint or store down;
+ *                         EIO also for other refusals, e.g. invalid_client)
+ *   INGEST_EINVAL         oauth_client_id / token URL not configured
+ *   INGEST_ENOTFOUND      no such connection of this plugin
  * err (may be NULL) gets a reason without secrets. */
 int oauth_ensure_fresh(hostd *h, instance *inst, const char *connection_id, int force, char *err,
                        size_t err_len);

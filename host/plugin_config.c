@@ -39,6 +39,13 @@ static const ingest_config_field host_fields[] = {
                "the secret being rotated out; either verifies while both are set"),
     HOST_FIELD(webhook_tenant_id, INGEST_CONF_STRING,
                "tenant (uuid) of webhooks that arrive without a connection id"),
+    HOST_FIELD(oauth_client_id, INGEST_CONF_STRING, "OAuth2 client id used to refresh tokens"),
+    HOST_FIELD(oauth_client_secret, INGEST_CONF_SECRET,
+               "OAuth2 client secret used to refresh tokens"),
+    HOST_FIELD(oauth_token_url, INGEST_CONF_STRING,
+               "token endpoint overriding the plugin's own (self-hosted instances)"),
+    HOST_FIELD(oauth_authorize_url, INGEST_CONF_STRING,
+               "authorization endpoint overriding the plugin's own (POST /connect)"),
 };
 #define N_HOST_FIELDS (sizeof host_fields / sizeof host_fields[0])
 
@@ -400,6 +407,19 @@ static int fill_host_fields(build_ctx *b, const config_setting_t *group)
         !util_is_uuid(b->conf->host.webhook_tenant_id))
         rc = fail(b, group ? config_setting_source_line(group) : 0, "webhook_tenant_id",
                   "must be a uuid");
+    /* The client secret is sent there: only http(s) URLs, nothing curl would
+     * read as another protocol. */
+    const char *token_url = b->conf->host.oauth_token_url;
+    if (rc == 0 && token_url && strncmp(token_url, "https://", 8) != 0 &&
+        strncmp(token_url, "http://", 7) != 0)
+        rc = fail(b, group ? config_setting_source_line(group) : 0, "oauth_token_url",
+                  "must be an http:// or https:// URL");
+    /* Users' browsers are sent there: http(s) only as well. */
+    const char *authorize_url = b->conf->host.oauth_authorize_url;
+    if (rc == 0 && authorize_url && strncmp(authorize_url, "https://", 8) != 0 &&
+        strncmp(authorize_url, "http://", 7) != 0)
+        rc = fail(b, group ? config_setting_source_line(group) : 0, "oauth_authorize_url",
+                  "must be an http:// or https:// URL");
     return rc;
 }
 

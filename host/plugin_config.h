@@ -13,6 +13,10 @@ typedef struct plugin_host_conf {
     const char *webhook_secret;          /* NULL when unset */
     const char *webhook_secret_previous; /* rotation: also accepted */
     const char *webhook_tenant_id;       /* tenant of connection-less webhooks */
+    const char *oauth_client_id;         /* OAuth2 token refresh: client credentials */
+    const char *oauth_client_secret;     /* NULL for public clients */
+    const char *oauth_token_url;         /* overrides the descriptor's auth.token_url */
+    const char *oauth_authorize_url;     /* overrides the descriptor's auth.authorize_url */
 } plugin_host_conf;
 
 typedef struct plugin_conf {

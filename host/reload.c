@@ -344,14 +344,10 @@ static json_object *apply(hostd *h, plan *p)
         json_object_object_add(report, "restart_required", json_object_new_string(keys));
         if (keys[0])
             log_warn("reload: changes to %s take effect after a restart", keys);
-        /* Restart-only keys are recorded now and take effect at the next start. */
-        hostd_config *keep = h->cfg;
-        h->cfg = p->cfg;
-        p->cfg = keep;
-    } else {
-        h->cfg = p->cfg;
-        p->cfg = NULL;
     }
+    /* Restart-only keys are recorded now and take effect at the next start. */
+    hostd_set_config(h, p->cfg);
+    p->cfg = NULL;
     log_set_level((ingest_log_level)log_level_parse(h->cfg->log_level));
     hostd_set_keyring(h, p->keyring);
     p->keyring = NULL;

@@ -27,6 +27,7 @@ struct ingest_run {
     store_fence fence; /* job_id NULL when not a job */
     char *fence_owner;
     long long stored;
+    int64_t retry_after_ms; /* -1: the vendor named no wait */
 };
 
 ingest_run *run_new(instance *inst, const char *tenant_id, const char *connection_id,
@@ -36,6 +37,7 @@ ingest_run *run_new(instance *inst, const char *tenant_id, const char *connectio
     if (!run)
         return NULL;
     run->inst = inst;
+    run->retry_after_ms = -1;
     run->tenant_id = tenant_id ? strdup(tenant_id) : NULL;
     run->connection_id = connection_id ? strdup(connection_id) : NULL;
     run->job_id = job_id ? strdup(job_id) : NULL;
@@ -90,6 +92,19 @@ const char *run_tenant(const ingest_run *run) { return run->tenant_id; }
 const char *run_job(const ingest_run *run) { return run->job_id; }
 const char *run_delivery(const ingest_run *run) { return run->delivery_id; }
 const char *run_error(const ingest_run *run) { return run->error[0] ? run->error : NULL; }
+const char *run_connection(const ingest_run *run) { return run->connection_id; }
+instance *run_instance(const ingest_run *run) { return run->inst; }
+
+void run_set_retry_after(ingest_run *run, int64_t ms)
+{
+    if (run && ms > run->retry_after_ms)
+        run->retry_after_ms = ms;
+}
+
+int64_t run_retry_after_ms(const ingest_run *run, int64_t fallback)
+{
+    return run && run->retry_after_ms >= 0 ? run->retry_after_ms : fallback;
+}
 
 static int run_fail(ingest_run *run, int status, const char *fmt, ...) INGEST_PRINTF(3, 4);
 static int run_fail(ingest_run *run, int status, const char *fmt, ...)

@@ -39,4 +39,15 @@ const char *run_tenant(const ingest_run *run);
 const char *run_job(const ingest_run *run);
 const char *run_delivery(const ingest_run *run);
 
+/* The run's connection id (NULL for connection-less runs) and instance. */
+const char *run_connection(const ingest_run *run);
+instance *run_instance(const ingest_run *run);
+
+/* How long the vendor asked this run to wait (set by api->http_request on
+ * INGEST_ERATELIMITED, or by the plugin through api->retry_after); the
+ * largest value set wins. Thread-safe enough for one run on one worker. */
+void run_set_retry_after(ingest_run *run, int64_t ms);
+/* That wait in ms, or `fallback` when none was set (or run is NULL). */
+int64_t run_retry_after_ms(const ingest_run *run, int64_t fallback);
+
 #endif

@@ -142,6 +142,66 @@ int secrets_put(store *st, const crypto_keyring *kr, const char *connection_id, 
     return store_call(st, put_fn, &a);
 }
 
+/* The expiry moves with the tokens; NULL * interval stays NULL (no expiry).
+ * now() is the transaction's start, close enough to when the provider
+ * answered. */
+static const char set_expiry_sql[] =
+    "UPDATE connections SET token_expires_at = now() + $2::bigint * interval '1 second',"
+    " updated_at = now() WHERE id = $1";
+
+typedef struct put_many_args {
+    const crypto_keyring *kr;
+    const char *connection_id;
+    const char *const *fields, *const *values;
+    size_t n;
+    const char *expires_in; /* decimal seconds or NULL */
+    char *err;
+    size_t err_len;
+} put_many_args;
+
+static int set_expiry(PGconn *conn, put_many_args *a)
+{
+    const char *p[] = {a->connection_id, a->expires_in};
+    PGresult *res = NULL;
+    int rc = store_exec(conn, set_expiry_sql, 2, p, &res, a->err, a->err_len);
+    if (rc == INGEST_OK && strcmp(PQcmdTuples(res), "1") != 0) {
+        snprintf(a->err, a->err_len, "connection %s does not exist", a->connection_id);
+        rc = INGEST_ENOTFOUND;
+    }
+    PQclear(res);
+    return rc;
+}
+
+static int put_many_fn(PGconn *conn, void *arg)
+{
+    put_many_args *a = arg;
+    if (store_exec_simple(conn, "BEGIN") < 0)
+        return INGEST_EIO;
+    /* The row update comes first: it locks the connection, so two writers of
+     * one connection's tokens commit one after the other. */
+    int rc = set_expiry(conn, a);
+    for (size_t i = 0; rc == INGEST_OK && i < a->n; i++)
+        rc = seal_and_put(conn, a->kr, a->connection_id, a->fields[i], a->values[i], a->err,
+                          a->err_len);
+    if (rc != INGEST_OK || store_exec_simple(conn, "COMMIT") < 0) {
+        store_exec_simple(conn, "ROLLBACK");
+        return rc != INGEST_OK ? rc : INGEST_EIO;
+    }
+    return INGEST_OK;
+}
+
+int secrets_put_with_expiry(store *st, const crypto_keyring *kr, const char *connection_id,
+                            const char *const *fields, const char *const *values, size_t n,
+                            long long expires_in_s, char *err, size_t err_len)
+{
+    char expires[32];
+    snprintf(expires, sizeof expires, "%lld", expires_in_s);
+    put_many_args a = {kr,  connection_id, fields, values, n, expires_in_s < 0 ? NULL : expires,
+                       err, err_len};
+    snprintf(err, err_len, "database unavailable");
+    return store_call(st, put_many_fn, &a);
+}
+
 /* Read a sealed value from a binary-format result row starting at `col`. */
 static int sealed_from_row(PGresult *res, int row, int col, crypto_sealed *s)
 {

@@ -22,6 +22,16 @@ int secrets_create_connection(store *st, const crypto_keyring *kr, const char *t
 int secrets_put(store *st, const crypto_keyring *kr, const char *connection_id, const char *field,
                 const char *value, char *err, size_t err_len);
 
+/* Store (insert or replace) n secrets of a connection (fields[i] ->
+ * values[i]) and set connections.token_expires_at to now + expires_in_s
+ * (NULL when expires_in_s < 0), all in one transaction: after a crash
+ * either every value is the old one or every value is the new one, so a
+ * new access token is never stored without the refresh token rotated with
+ * it. INGEST_ENOTFOUND when the connection does not exist. */
+int secrets_put_with_expiry(store *st, const crypto_keyring *kr, const char *connection_id,
+                            const char *const *fields, const char *const *values, size_t n,
+                            long long expires_in_s, char *err, size_t err_len);
+
 /* Decrypt one secret of a connection that belongs to `provider`. A connection
  * of another provider reads as not found. *value is malloc'd; wipe and free
  * it with crypto_wipe_free. INGEST_ENOTFOUND, INGEST_EAUTH (cannot decrypt:

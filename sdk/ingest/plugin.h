@@ -52,7 +52,7 @@ extern "C" {
 #endif
 
 #define INGEST_ABI_MAJOR 1
-#define INGEST_ABI_MINOR 0
+#define INGEST_ABI_MINOR 1
 #define INGEST_ABI_MAGIC 0x50474e49u /* "INGP" little-endian */
 
 /* The entry symbol's name carries the ABI major. */
@@ -221,6 +221,10 @@ typedef struct ingest_job {
     int full_refresh;          /* non-zero: ignore cursors, re-read everything */
     int attempt;               /* 1 for the first try */
     int64_t backfill_since_us; /* no cursor: start here (unix µs) */
+    /* Incremental runs: re-read this much before the cursor (µs) so records
+     * committed late at the provider are not missed; dedupe keys make the
+     * overlap free. Check hdr.struct_size before reading it. */
+    int64_t lookback_us;
 } ingest_job;
 
 /* A verified, durably stored webhook delivery. Borrowed: valid until the
@@ -340,7 +344,75 @@ typedef struct ingest_plugin {
      * attempt is 0. */
     int (*webhook_handshake)(void *state, const ingest_delivery *delivery,
                              ingest_webhook_reply *reply);
+
+    /* Optional. Test new credentials before the host accepts a connection
+     * (REST POST /connections). Runs on a worker with a run bound to the
+     * connection being created: api->secret_get and api->http_request with
+     * INGEST_HTTP_AUTH_CONNECTION see its secrets, and its tenant and
+     * connection id are the new connection's. The connection is not active
+     * (no sync, no webhook) while this runs; it is kept only when this
+     * returns INGEST_OK and removed otherwise. Return INGEST_EAUTH when the
+     * provider refused the credentials, INGEST_EIO/INGEST_EAGAIN/
+     * INGEST_ERATELIMITED when it could not be asked; describe the failure
+     * with api->set_error() if useful (no secrets in it). `run` is borrowed
+     * for the call. Without this callback connections are stored unchecked. */
+    int (*check_connection)(ingest_run *run, void *state);
 } ingest_plugin;
+
+/* ------------------------------------------------------------------------ */
+/* Outbound HTTP (ABI minor 1)                                               */
+/* ------------------------------------------------------------------------ */
+
+/* Who puts credentials on a request made with api->http_request. */
+typedef enum ingest_http_auth {
+    /* The plugin sets its own headers (or needs none). */
+    INGEST_HTTP_AUTH_NONE = 0,
+    /* The host adds the run's connection credentials, by the plugin's
+     * declared auth kind, so a token never passes through plugin memory:
+     *   INGEST_AUTH_OAUTH2  Authorization: Bearer <secret "access_token">;
+     *                       a 401 forces one token refresh and one retry;
+     *   INGEST_AUTH_TOKEN   Authorization: Bearer <secret "token">, or of
+     *                       secret "api_key" when there is no "token";
+     *   INGEST_AUTH_BASIC   HTTP basic auth from secrets "username" and
+     *                       "password".
+     * Any Authorization header in req->headers is dropped. Other kinds (and
+     * a run without a connection) fail with INGEST_EUNSUPPORTED /
+     * INGEST_ENOTFOUND. */
+    INGEST_HTTP_AUTH_CONNECTION = 1,
+} ingest_http_auth;
+
+/* One request. Borrowed by api->http_request for the call: every pointer
+ * (and what it points to) only has to stay valid until the call returns. */
+typedef struct ingest_http_request {
+    ingest_abi_header hdr;        /* INGEST_ABI_HEADER(ingest_http_request) */
+    const char *method;           /* "GET" (also when NULL), "POST", ... */
+    const char *url;              /* required, absolute http(s) URL */
+    const ingest_header *headers; /* extra request headers; may be NULL with 0 */
+    size_t n_headers;
+    const void *body; /* request body; may be NULL with 0 */
+    size_t body_len;
+    ingest_http_auth auth;     /* INGEST_HTTP_AUTH_NONE or _CONNECTION */
+    uint32_t timeout_ms;       /* per attempt; 0 = host default (60 s) */
+    size_t max_response_bytes; /* decoded body cap; 0 = host default (64 MiB) */
+} ingest_http_request;
+
+/* What came back. Host-allocated by api->http_request and owned by the
+ * plugin until it passes it to api->http_response_free(); every pointer in
+ * it lives exactly as long as the response. Read-only for the plugin. The
+ * host's hdr.struct_size tells a newer plugin which members exist. */
+typedef struct ingest_http_response {
+    ingest_abi_header hdr;
+    long status;                  /* final HTTP status; 0 when no response arrived */
+    const ingest_header *headers; /* the final response's headers, arrival order */
+    size_t n_headers;
+    const char *body;       /* never NULL; NUL-terminated for convenience */
+    size_t body_len;        /* without the terminating NUL */
+    int64_t retry_after_ms; /* the final response's Retry-After; -1 = none */
+    int64_t wait_ms;        /* with INGEST_ERATELIMITED: wait this long; else 0 */
+    int attempts;           /* transfers made, retries included */
+    const char *error;      /* "" or why the call failed; never a credential */
+    const char *url;        /* the request's URL (base for relative links) */
+} ingest_http_response;
 
 /* ------------------------------------------------------------------------ */
 /* The host API table                                                        */
@@ -429,6 +501,60 @@ typedef struct ingest_host_api {
      * run has no connection), INGEST_EAUTH when it cannot be decrypted. */
     int (*secret_get)(ingest_run *run, const char *field, char **value);
     void (*secret_free)(char *value);
+
+    /* --- HTTP (ABI minor 1) ---------------------------------------------
+     * Perform one request on the calling worker, blocking until it is done.
+     * `req` is copied (borrowed for the call only). The host meters it
+     * against the plugin's declared rate_limit (a configurable share of it,
+     * per connection), honours X-RateLimit-* / RateLimit-* / Retry-After,
+     * retries 429/502/503/504 and transport errors with backoff, applies
+     * timeouts and the size cap, and stops when the host shuts down.
+     * On return *resp is NULL or a host-allocated response, whatever the
+     * status: release it with api->http_response_free.
+     *  INGEST_OK           a response arrived (any HTTP status: check it);
+     *  INGEST_ERATELIMITED the wait is too long to hold a worker; (*resp)->
+     *                      wait_ms says how long. Returning INGEST_ERATELIMITED
+     *                      from sync then reschedules the job for that time
+     *                      without counting a failed attempt;
+     *  INGEST_EIO          transport failure after the retries, or too large;
+     *  INGEST_EAUTH        AUTH_CONNECTION: the credentials were refused;
+     *  INGEST_ECANCELED    the host is shutting down;
+     *  INGEST_EINVAL / ENOTFOUND / EUNSUPPORTED / ENOMEM as usual. */
+    int (*http_request)(ingest_run *run, const ingest_http_request *req,
+                        ingest_http_response **resp);
+    /* Release a response and everything it points to. NULL is a no-op. */
+    void (*http_response_free)(ingest_http_response *resp);
+    /* Value of response header `name` (case-insensitive; the last one wins)
+     * or NULL. Borrowed: valid until the response is freed. */
+    const char *(*http_header)(const ingest_http_response *resp, const char *name);
+    /* The Link header's rel="next" target, resolved against the request
+     * URL. *url is host-allocated (free with api->free), or NULL with
+     * INGEST_OK on the last page. */
+    int (*http_next_link)(const ingest_http_response *resp, char **url);
+    /* The value at a dotted `path` into the JSON body ("meta.next_cursor";
+     * an all-digit segment indexes an array). *value is host-allocated
+     * (free with api->free), or NULL with INGEST_OK when the path is absent,
+     * null or "" (the last page); numbers come back as their text.
+     * INGEST_EINVAL when the body is not JSON. `path` is borrowed. */
+    int (*json_cursor)(const ingest_http_response *resp, const char *path, char **value);
+    /* `url` with query parameter `name` set to `value` (URL-encoded by the
+     * host; earlier occurrences removed), for page/offset/cursor params.
+     * Arguments are borrowed; *out is host-allocated (free with api->free). */
+    int (*url_with_param)(const char *url, const char *name, const char *value, char **out);
+    /* The plugin was rate limited by other means and knows how long to
+     * wait: ms > 0 from now. Returning INGEST_ERATELIMITED from sync then
+     * reschedules the job for that time without counting a failure. */
+    int (*retry_after)(ingest_run *run, int64_t ms);
+
+    /* --- Sync requests (ABI minor 1) -------------------------------------
+     * Ask for an incremental sync of `stream` (NULL: every stream) of the
+     * run's connection as soon as a worker is free, e.g. because a webhook
+     * says the provider's data changed and a missed delivery should heal.
+     * Does not wait for the job. A stream that already has a queued job
+     * gets no second one. `stream` is copied. INGEST_ENOTFOUND when the run
+     * has no connection or the plugin declares no such stream (or no sync
+     * callback); INGEST_EAGAIN when the request could not be queued. */
+    int (*request_sync)(ingest_run *run, const char *stream);
 } ingest_host_api;
 
 /* True when the host's table is new enough to carry `member` and fills it. */

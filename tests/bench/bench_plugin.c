@@ -185,7 +185,7 @@ static int bench_init(const ingest_host_api *api, ingest_ctx *ctx, const void *c
     st->ctx = ctx;
     st->conf = conf;
     st->emitted = api->metric_counter(ctx, "bench_signals_committed_total",
-                                     "Signals committed (stored or deduplicated)");
+                                      "Signals committed (stored or deduplicated)");
     st->pages = api->metric_counter(ctx, "bench_pages_total", "Pages committed");
     if (!st->emitted || !st->pages) {
         api->set_error(ctx, "cannot register metrics");

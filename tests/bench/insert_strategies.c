@@ -99,7 +99,7 @@ typedef struct opts {
 } opts;
 
 static opts O = {1, 1, 0, 0};
-static long fallbacks; /* copy_try batches that took the slow path */
+static long fallbacks;       /* copy_try batches that took the slow path */
 static char ingested_at[32]; /* client-side ingested_at (-C and copy_*) */
 
 /* ------------------------------------------------------------------ utils */
@@ -185,11 +185,24 @@ static void esc_copy_text(buf *b, const char *s) /* COPY text format field */
     char *o = b->p + b->len;
     for (; *s; s++) {
         switch (*s) {
-        case '\\': *o++ = '\\'; *o++ = '\\'; break;
-        case '\t': *o++ = '\\'; *o++ = 't'; break;
-        case '\n': *o++ = '\\'; *o++ = 'n'; break;
-        case '\r': *o++ = '\\'; *o++ = 'r'; break;
-        default: *o++ = *s;
+        case '\\':
+            *o++ = '\\';
+            *o++ = '\\';
+            break;
+        case '\t':
+            *o++ = '\\';
+            *o++ = 't';
+            break;
+        case '\n':
+            *o++ = '\\';
+            *o++ = 'n';
+            break;
+        case '\r':
+            *o++ = '\\';
+            *o++ = 'r';
+            break;
+        default:
+            *o++ = *s;
         }
     }
     b->len = (size_t)(o - b->p);
@@ -349,9 +362,9 @@ static void copy_line(buf *b, const row *r, int with_ingested_at)
 
 typedef struct strategy {
     const char *name;
-    void (*setup)(PGconn *c);                   /* once per connection */
+    void (*setup)(PGconn *c);                      /* once per connection */
     long (*batch)(PGconn *c, const row *r, int n); /* one transaction; returns rows inserted */
-    int whole;                                  /* takes all rows at once (copy_all) */
+    int whole;                                     /* takes all rows at once (copy_all) */
 } strategy;
 
 static buf B; /* scratch, reused */
@@ -467,7 +480,7 @@ static long pipeline_batch(PGconn *c, const row *r, int n)
 {
     if (PQsetnonblocking(c, 1) != 0 || PQenterPipelineMode(c) != 1)
         die("pipeline mode: %s", PQerrorMessage(c));
-    static buf prov; /* heap, reused */
+    static buf prov;                         /* heap, reused */
     int sent = -1, synced = 0, got_sync = 0; /* sent: -1 = BEGIN not sent yet */
     long queued = 0, completed = 0, inserted = 0;
     while (!got_sync) {
@@ -480,8 +493,8 @@ static long pipeline_batch(PGconn *c, const row *r, int n)
                 const row *x = &r[sent];
                 prov.len = 0;
                 put_prov(&prov, x, !O.server_ingested_at);
-                const char *p[] = {tenant, NULL, "bench", "bench.row", x->occurred,
-                                   x->dedupe, x->payload, NULL, prov.p};
+                const char *p[] = {tenant,    NULL,       "bench", "bench.row", x->occurred,
+                                   x->dedupe, x->payload, NULL,    prov.p};
                 ok = PQsendQueryPrepared(c, "ins1", NCOLS, p, NULL, NULL, 0);
             } else {
                 ok = PQsendQueryParams(c, "COMMIT", 0, NULL, NULL, NULL, NULL, 0) &&
@@ -555,12 +568,13 @@ static long copy_tmp_batch(PGconn *c, const row *r, int n)
 static void unnest_setup(PGconn *c)
 {
     char sql[1024];
-    snprintf(sql, sizeof sql,
-             "INSERT INTO signals (%s) SELECT t, c, s, k, o, d, p, r, pv%s FROM"
-             " unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::timestamptz[],"
-             " $6::text[], $7::jsonb[], $8::jsonb[], $9::jsonb[]) AS u(t, c, s, k, o, d, p, r, pv)%s",
-             cols, O.server_ingested_at ? " || jsonb_build_object('ingested_at', now())" : "",
-             conflict_clause());
+    snprintf(
+        sql, sizeof sql,
+        "INSERT INTO signals (%s) SELECT t, c, s, k, o, d, p, r, pv%s FROM"
+        " unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::timestamptz[],"
+        " $6::text[], $7::jsonb[], $8::jsonb[], $9::jsonb[]) AS u(t, c, s, k, o, d, p, r, pv)%s",
+        cols, O.server_ingested_at ? " || jsonb_build_object('ingested_at', now())" : "",
+        conflict_clause());
     prepare(c, "unnest", sql, NCOLS);
 }
 
@@ -794,17 +808,37 @@ int main(int argc, char **argv)
     int opt;
     while ((opt = getopt(argc, argv, "d:n:b:r:s:COD:vh")) != -1) {
         switch (opt) {
-        case 'd': url = optarg; break;
-        case 'n': rows_n = atol(optarg); break;
-        case 'b': snprintf(batch_text, sizeof batch_text, "%s", optarg); break;
-        case 'r': runs = atoi(optarg); break;
-        case 's': snprintf(strat_text, sizeof strat_text, "%s", optarg); break;
-        case 'C': O.server_ingested_at = 0; break;
-        case 'O': O.on_conflict = 0; break;
-        case 'D': O.resend = atof(optarg); break;
-        case 'v': O.verbose = 1; break;
+        case 'd':
+            url = optarg;
+            break;
+        case 'n':
+            rows_n = atol(optarg);
+            break;
+        case 'b':
+            snprintf(batch_text, sizeof batch_text, "%s", optarg);
+            break;
+        case 'r':
+            runs = atoi(optarg);
+            break;
+        case 's':
+            snprintf(strat_text, sizeof strat_text, "%s", optarg);
+            break;
+        case 'C':
+            O.server_ingested_at = 0;
+            break;
+        case 'O':
+            O.on_conflict = 0;
+            break;
+        case 'D':
+            O.resend = atof(optarg);
+            break;
+        case 'v':
+            O.verbose = 1;
+            break;
         default:
-            fprintf(stderr, "usage: %s -d URL [-n ROWS] [-b 1000,5000] [-r RUNS] [-s LIST] [-C] [-O] [-D FRAC] [-v]\n",
+            fprintf(stderr,
+                    "usage: %s -d URL [-n ROWS] [-b 1000,5000] [-r RUNS] [-s LIST] [-C] [-O] [-D "
+                    "FRAC] [-v]\n",
                     argv[0]);
             return opt == 'h' ? 0 : 2;
         }
@@ -866,7 +900,8 @@ int main(int argc, char **argv)
     PQclear(res);
     if (O.resend > 0)
         printf("re-send: every batch after the first repeats %.0f%% of a batch of already stored"
-               " rows; rates count new rows\n", O.resend * 100);
+               " rows; rates count new rows\n",
+               O.resend * 100);
     printf("semantics: %s, ingested_at %s\n",
            O.on_conflict ? "ON CONFLICT (tenant_id, source, dedupe_key) DO NOTHING"
                          : "no ON CONFLICT (-O)",
@@ -926,8 +961,7 @@ int main(int argc, char **argv)
                             "  batch %d run %d %-12s %8.0f rows/s  %.2f s  client cpu %.2f s"
                             "  WAL %.0f B/row%s\n",
                             b, run + 1, s->name, (double)rows_n / wall, wall, cpu,
-                            wal / (double)rows_n,
-                            fallbacks ? "  (fell back to staging)" : "");
+                            wal / (double)rows_n, fallbacks ? "  (fell back to staging)" : "");
             }
         }
     }

@@ -160,6 +160,20 @@ if [[ $PG_STATEMENTS == 1 ]]; then
     || { cat "$TMP/pg-start.log" >&2; die "PostgreSQL did not restart with pg_stat_statements"; }
   scalar "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" >/dev/null
 fi
+# The daemon's own ack histogram for hook_hmac: "le count" per line.
+ack_buckets() {
+  curl -s "http://127.0.0.1:$HTTP_PORT/metrics" |
+    sed -n 's/^ingest_webhook_ack_seconds_bucket{provider="hook_hmac",le="\([^"]*\)"} \([0-9.e+]*\)$/\1 \2/p'
+}
+# Share of the phase's acks (difference of two ack_buckets) within each bound.
+ack_share() {
+  awk 'NR == FNR { before[$1] = $2; next }
+       { d[$1] = $2 - before[$1]; order[++n] = $1 }
+       END { total = d["+Inf"]; if (total <= 0) { print "no acks"; exit }
+             for (i = 1; i <= n; i++) if (order[i] != "+Inf" && order[i] + 0 <= 0.1)
+               printf "%s%.1f%% <= %g ms", (i > 1 ? ", " : ""), 100 * d[order[i]] / total, order[i] * 1000 }' \
+    <(printf '%s\n' "$1") <(printf '%s\n' "$2")
+}
 # Top statements since the last call (BENCH_PG_STATEMENTS=1 only).
 pg_top() {
   [[ $PG_STATEMENTS == 1 ]] || return 0
@@ -282,6 +296,7 @@ log "warm-up: $WARM_N deliveries, closed loop ..."
 run_load warmup --secret "$SECRET" --mode closed --connections 64 --requests "$WARM_N" \
   --key-prefix warm --acked-file "$TMP/acked-warmup.keys"
 log "phase 2: open loop, $OPEN_RATE/s for $OPEN_S s, $OPEN_C connections ..."
+ACK_BEFORE=$(ack_buckets)
 run_load latency --secret "$SECRET" --mode open --rate "$OPEN_RATE" --duration "$OPEN_S" \
   --connections "$OPEN_C" --key-prefix lat --acked-file "$TMP/acked-latency.keys" --progress
 LAT=$RESULT
@@ -298,6 +313,8 @@ printf '   latency p50 %s ms, p90 %s ms, p99 %s ms, max %s ms; worst seconds: %s
 printf '   schedule: %s request(s) sent > 1 ms after due because the generator was slow, %s because all connections were busy; worst %s ms%s\n' \
   "$(field "$LAT" late)" "$(field "$LAT" late_conn)" "$(field "$LAT" lag_max_ms)" \
   "$([[ $(field "$LAT" behind) == 1 ]] && echo ' (fell behind; latency still counts from the due time)' || echo ' (kept up)')"
+printf '   daemon-side (ingest_webhook_ack_seconds, request read to reply queued): %s\n' \
+  "$(ack_share "$ACK_BEFORE" "$(ack_buckets)")"
 printf '   %s\n' "$PHASE_CPU"
 printf '   after: %s\n' "$(backlog)"
 pg_top

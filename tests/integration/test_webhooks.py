@@ -544,6 +544,34 @@ def test_database_outage_gives_503_only_and_recovers(daemon_factory, pg_cluster,
     assert not missing, f"{len(missing)} acknowledged deliveries missing"
 
 
+def test_connection_endpoint_while_database_is_down(daemon_factory, pg_cluster, db_url):
+    """A per-connection endpoint whose secret is not cached yet needs the
+    database to find it: while PostgreSQL is down that is a 503 with
+    Retry-After (not a 401 or a 404), nothing is stored, and the same
+    delivery is accepted once the database is back."""
+    d = start(daemon_factory, hook_conf(extra="database_retry_max_s = 1;"),
+              plugins=["hook_hmac"])
+    conn_secret = "per-connection-" + uuid.uuid4().hex
+    cid = connection_add(d, "hook_hmac", {"webhook_secret": conn_secret}, tenant=TENANT)
+    path = f"/webhooks/hook_hmac/{cid}"
+    body = body_of(n="outage")
+    pg_cluster.stop("immediate")
+    try:
+        wait_for(lambda: readyz(d) == 503, 15, msg="the outage was never noticed")
+        status, headers, data = post_hmac(d, body, secret=conn_secret, path=path,
+                                          delivery="during-outage")
+        assert status == 503, data
+        assert problem(data)["code"] == "database_unavailable", data
+        assert int(dict((k.lower(), v) for k, v in headers.items())["retry-after"]) > 0
+    finally:
+        pg_cluster.start()
+    wait_for(lambda: readyz(d) == 200, 30, msg="never ready again")
+    assert deliveries(pg_cluster, db_url, "hook_hmac") == []
+    status, _, data = post_hmac(d, body, secret=conn_secret, path=path, delivery="during-outage")
+    assert status == 202, data
+    assert len(deliveries(pg_cluster, db_url, "hook_hmac")) == 1
+
+
 def test_reload_under_load_keeps_serving(daemon_factory, pg_cluster, db_url):
     d = start(daemon_factory, plugins=["hook_hmac"])
 

@@ -1,0 +1,318 @@
+/* api_http.c — plugins never see the http_client or its policy: the host
+ * decides the limiter key, quota, cancel flag and credentials from the run,
+ * so a plugin cannot exceed its share or read a token it does not need. */
+#include "api_http.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "crypto.h"
+#include "http_client.h"
+#include "instance.h"
+#include "log.h"
+#include "oauth_refresh.h"
+#include "pagination.h"
+#include "run.h"
+#include "secrets.h"
+
+/* The plugin's ingest_http_response is the first member, so the pointer
+ * it gets back is the box's and http_response_free finds the rest. */
+typedef struct response_box {
+    ingest_http_response pub;
+    http_response inner;
+    char *url; /* the request URL: base for relative Link targets */
+} response_box;
+
+/* Credentials and the header array handed to the http_client. The header
+ * array is ours; its plugin strings are borrowed from the request. */
+typedef struct auth_parts {
+    ingest_header *headers;
+    size_t n_headers;
+    char *authorization; /* "Bearer ..."; wiped when released */
+    char *userpwd;       /* "user:password"; wiped when released */
+} auth_parts;
+
+static void auth_release(auth_parts *a)
+{
+    free(a->headers);
+    crypto_wipe_free(a->authorization, 0);
+    crypto_wipe_free(a->userpwd, 0);
+    memset(a, 0, sizeof *a);
+}
+
+/* Copy the plugin's request into a zeroed host-sized struct by its size. */
+static int take_request(const ingest_http_request *in, ingest_http_request *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!in || in->hdr.magic != INGEST_ABI_MAGIC || in->hdr.abi_major != INGEST_ABI_MAJOR ||
+        in->hdr.struct_size < offsetof(ingest_http_request, url) + sizeof(char *))
+        return INGEST_EINVAL;
+    size_t take = in->hdr.struct_size < sizeof *out ? in->hdr.struct_size : sizeof *out;
+    memcpy(out, in, take);
+    if (!out->url || (out->n_headers && !out->headers) || (out->body_len && !out->body))
+        return INGEST_EINVAL;
+    return out->auth == INGEST_HTTP_AUTH_NONE || out->auth == INGEST_HTTP_AUTH_CONNECTION
+               ? INGEST_OK
+               : INGEST_EINVAL;
+}
+
+static int read_secret(ingest_run *run, const char *field, char **value, char *err, size_t len)
+{
+    instance *inst = run_instance(run);
+    hostd *h = inst->host;
+    return secrets_get(h->store, atomic_load(&h->keyring), inst->name, run_connection(run), field,
+                       value, err, len);
+}
+
+/* "Bearer <token>" from the secret the plugin's auth kind names. */
+static int bearer(ingest_run *run, ingest_auth_kind kind, char **out, char *err, size_t len)
+{
+    char *token = NULL;
+    int rc;
+    if (kind == INGEST_AUTH_OAUTH2) {
+        rc = read_secret(run, "access_token", &token, err, len);
+    } else {
+        rc = read_secret(run, "token", &token, err, len);
+        if (rc == INGEST_ENOTFOUND)
+            rc = read_secret(run, "api_key", &token, err, len);
+    }
+    if (rc != INGEST_OK)
+        return rc;
+    if (asprintf(out, "Bearer %s", token) < 0) {
+        *out = NULL;
+        rc = INGEST_ENOMEM;
+    }
+    crypto_wipe_free(token, 0);
+    return rc;
+}
+
+static int basic(ingest_run *run, char **out, char *err, size_t len)
+{
+    char *user = NULL, *password = NULL;
+    int rc = read_secret(run, "username", &user, err, len);
+    if (rc == INGEST_OK)
+        rc = read_secret(run, "password", &password, err, len);
+    if (rc == INGEST_OK && asprintf(out, "%s:%s", user, password) < 0) {
+        *out = NULL;
+        rc = INGEST_ENOMEM;
+    }
+    crypto_wipe_free(user, 0);
+    crypto_wipe_free(password, 0);
+    return rc;
+}
+
+/* Fetch the connection's credentials for the plugin's auth kind. */
+static int connection_credentials(ingest_run *run, auth_parts *a, char *err, size_t len)
+{
+    if (!run_connection(run))
+        return snprintf(err, len, "this run has no connection, so no credentials"),
+               INGEST_ENOTFOUND;
+    ingest_auth_kind kind = run_instance(run)->desc.auth.kind;
+    switch (kind) {
+    case INGEST_AUTH_OAUTH2:
+    case INGEST_AUTH_TOKEN:
+        return bearer(run, kind, &a->authorization, err, len);
+    case INGEST_AUTH_BASIC:
+        return basic(run, &a->userpwd, err, len);
+    default:
+        snprintf(err, len, "AUTH_CONNECTION is not available for this plugin's auth kind");
+        return INGEST_EUNSUPPORTED;
+    }
+}
+
+/* The plugin's headers, without Authorization when the host sets it, plus
+ * ours. Credentials are (re)read on every call so a refreshed token is
+ * picked up. */
+static int build_auth(ingest_run *run, const ingest_http_request *req, auth_parts *a, char *err,
+                      size_t len)
+{
+    memset(a, 0, sizeof *a);
+    int with_conn = req->auth == INGEST_HTTP_AUTH_CONNECTION;
+    int rc = with_conn ? connection_credentials(run, a, err, len) : INGEST_OK;
+    if (rc != INGEST_OK)
+        return rc;
+    a->headers = calloc(req->n_headers + 1, sizeof *a->headers);
+    if (!a->headers)
+        return auth_release(a), INGEST_ENOMEM;
+    for (size_t i = 0; i < req->n_headers; i++) {
+        const ingest_header *hd = &req->headers[i];
+        if (!hd->name || !hd->value)
+            return auth_release(a), snprintf(err, len, "header %zu has no name or value", i),
+                   INGEST_EINVAL;
+        if (!with_conn || strcasecmp(hd->name, "Authorization") != 0)
+            a->headers[a->n_headers++] = *hd;
+    }
+    if (a->authorization)
+        a->headers[a->n_headers++] = (ingest_header){"Authorization", a->authorization};
+    return INGEST_OK;
+}
+
+static int perform(ingest_run *run, const ingest_http_request *req, const auth_parts *a,
+                   http_response *out)
+{
+    instance *inst = run_instance(run);
+    hostd *h = inst->host;
+    const char *conn = run_connection(run);
+    char key[256];
+    snprintf(key, sizeof key, "%s/%s", inst->name, conn ? conn : "-");
+    http_request hr = {.method = req->method,
+                       .url = req->url,
+                       .headers = a->headers,
+                       .n_headers = a->n_headers,
+                       .body = req->body,
+                       .body_len = req->body_len,
+                       .userpwd = a->userpwd};
+    /* Shutdown raises shutting_down: waits and transfers end promptly. */
+    http_policy pol = {.provider = inst->name,
+                       .limiter_key = key,
+                       .quota = inst->desc.rate_limit,
+                       .total_timeout_ms = req->timeout_ms,
+                       .max_response_bytes = req->max_response_bytes,
+                       .cancel = &h->shutting_down};
+    return http_client_perform(h->http_client, &hr, &pol, out);
+}
+
+static int perform_with_auth(ingest_run *run, const ingest_http_request *req, http_response *out)
+{
+    auth_parts a;
+    char err[256] = "";
+    int rc = build_auth(run, req, &a, err, sizeof err);
+    if (rc != INGEST_OK) {
+        memset(out, 0, sizeof *out);
+        out->retry_after_ms = -1;
+        snprintf(out->error, sizeof out->error, "%s", err[0] ? err : "cannot prepare the request");
+        return rc;
+    }
+    rc = perform(run, req, &a, out);
+    auth_release(&a);
+    return rc;
+}
+
+static int refreshable(ingest_run *run, const ingest_http_request *req, int rc,
+                       const http_response *r)
+{
+    return rc == INGEST_OK && r->status == 401 && req->auth == INGEST_HTTP_AUTH_CONNECTION &&
+           run_instance(run)->desc.auth.kind == INGEST_AUTH_OAUTH2;
+}
+
+/* The provider refused the access token: force one refresh, retry once. */
+static int refresh_and_retry(ingest_run *run, const ingest_http_request *req, http_response *out)
+{
+    instance *inst = run_instance(run);
+    log_fields f = {.plugin = inst->name, .tenant = run_tenant(run), .job = run_job(run)};
+    log_write(INGEST_LOG_INFO, &f, "HTTP 401 with the connection's token: refreshing it once");
+    char err[256] = "";
+    int rc = oauth_ensure_fresh(inst->host, inst, run_connection(run), 1, err, sizeof err);
+    if (rc != INGEST_OK) {
+        log_write(INGEST_LOG_WARN, &f, "token refresh failed: %s", err[0] ? err : "unknown");
+        snprintf(out->error, sizeof out->error, "token refresh failed: %.200s", err);
+        return rc;
+    }
+    http_response_free(out);
+    return perform_with_auth(run, req, out);
+}
+
+static void publish(response_box *box)
+{
+    http_response *in = &box->inner;
+    box->pub = (ingest_http_response){
+        .hdr = INGEST_ABI_HEADER(ingest_http_response),
+        .status = in->status,
+        .headers = in->headers,
+        .n_headers = in->n_headers,
+        .body = in->body ? in->body : "",
+        .body_len = in->body ? in->body_len : 0,
+        .retry_after_ms = in->retry_after_ms,
+        .wait_ms = in->wait_ms,
+        .attempts = in->attempts,
+        .error = in->error,
+        .url = box->url,
+    };
+}
+
+int api_http_request(ingest_run *run, const ingest_http_request *req, ingest_http_response **resp)
+{
+    if (!resp)
+        return INGEST_EINVAL;
+    *resp = NULL;
+    ingest_http_request r;
+    if (!run || take_request(req, &r) != INGEST_OK)
+        return INGEST_EINVAL;
+    response_box *box = calloc(1, sizeof *box);
+    if (box)
+        box->url = strdup(r.url);
+    if (!box || !box->url) {
+        free(box);
+        return INGEST_ENOMEM;
+    }
+    int rc = perform_with_auth(run, &r, &box->inner);
+    if (refreshable(run, &r, rc, &box->inner))
+        rc = refresh_and_retry(run, &r, &box->inner);
+    if (rc == INGEST_OK && box->inner.status == 401 && r.auth == INGEST_HTTP_AUTH_CONNECTION)
+        rc = INGEST_EAUTH; /* the host's credentials were refused: not the plugin's to fix */
+    if (rc == INGEST_ERATELIMITED)
+        run_set_retry_after(run, box->inner.wait_ms);
+    publish(box);
+    *resp = &box->pub;
+    return rc;
+}
+
+void api_http_response_free(ingest_http_response *resp)
+{
+    if (!resp)
+        return;
+    response_box *box = (response_box *)resp;
+    http_response_free(&box->inner);
+    free(box->url);
+    free(box);
+}
+
+const char *api_http_header(const ingest_http_response *resp, const char *name)
+{
+    return resp ? http_response_header(&((const response_box *)resp)->inner, name) : NULL;
+}
+
+int api_http_next_link(const ingest_http_response *resp, char **url)
+{
+    if (!url)
+        return INGEST_EINVAL;
+    *url = NULL;
+    if (!resp)
+        return INGEST_EINVAL;
+    const char *link = api_http_header(resp, "Link");
+    if (link)
+        *url = pagination_link_next(link, resp->url);
+    return INGEST_OK;
+}
+
+int api_json_cursor(const ingest_http_response *resp, const char *path, char **value)
+{
+    if (!value)
+        return INGEST_EINVAL;
+    *value = NULL;
+    if (!resp || !path || !*path)
+        return INGEST_EINVAL;
+    return pagination_json_cursor(resp->body, resp->body_len, path, value) == 0 ? INGEST_OK
+                                                                                : INGEST_EINVAL;
+}
+
+int api_url_with_param(const char *url, const char *name, const char *value, char **out)
+{
+    if (!out)
+        return INGEST_EINVAL;
+    *out = NULL;
+    if (!url || !name || !*name || !value)
+        return INGEST_EINVAL;
+    *out = pagination_url_set_param(url, name, value);
+    return *out ? INGEST_OK : INGEST_EINVAL;
+}
+
+int api_retry_after(ingest_run *run, int64_t ms)
+{
+    if (!run || ms <= 0)
+        return INGEST_EINVAL;
+    run_set_retry_after(run, ms);
+    return INGEST_OK;
+}

@@ -1,0 +1,127 @@
+/*
+ * rest_plugin.c — test plugins for the operator REST API, one per auth
+ * kind (see tests/plugins/meson.build): restp (OAuth2 with PKCE, webhooks),
+ * restt (token / API key), restb (basic), resta (AWS).
+ *
+ * check_connection accepts only known-good credentials ("good-token",
+ * "good-key", password "good-password", secret key "good-secret"), so tests
+ * can see a refused connection never being stored. The OAuth2 variant's
+ * endpoints cannot resolve: tests point the host at a mock authorization
+ * server with plugins.restp.oauth_authorize_url / oauth_token_url.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "ingest/plugin.h"
+
+#if defined(AUTH_OAUTH2)
+#define PLUGIN_NAME "restp"
+#elif defined(AUTH_BASIC)
+#define PLUGIN_NAME "restb"
+#elif defined(AUTH_AWS)
+#define PLUGIN_NAME "resta"
+#else
+#define PLUGIN_NAME "restt"
+#endif
+
+typedef struct rest_state {
+    const ingest_host_api *api;
+} rest_state;
+
+/* 1 when secret `field` of the run's connection equals `good`. */
+static int secret_is(const ingest_host_api *api, ingest_run *run, const char *field,
+                     const char *good)
+{
+    char *value = NULL;
+    if (api->secret_get(run, field, &value) != INGEST_OK)
+        return 0;
+    int same = strcmp(value, good) == 0;
+    api->secret_free(value);
+    return same;
+}
+
+static int rest_check(ingest_run *run, void *state)
+{
+    const ingest_host_api *api = ((rest_state *)state)->api;
+#if defined(AUTH_OAUTH2)
+    int ok = secret_is(api, run, "access_token", "good-token");
+#elif defined(AUTH_BASIC)
+    int ok = secret_is(api, run, "username", "operator") &&
+             secret_is(api, run, "password", "good-password");
+#elif defined(AUTH_AWS)
+    int ok = secret_is(api, run, "secret_access_key", "good-secret");
+#else
+    int ok =
+        secret_is(api, run, "token", "good-token") || secret_is(api, run, "api_key", "good-key");
+#endif
+    return ok ? INGEST_OK : INGEST_EAUTH;
+}
+
+static int rest_sync(ingest_run *run, void *state, const ingest_job *job)
+{
+    const ingest_host_api *api = ((rest_state *)state)->api;
+    ingest_signal sig = {.hdr = INGEST_ABI_HEADER(ingest_signal),
+                         .kind = "rest.synced",
+                         .dedupe_key = job->job_id,
+                         .occurred_at_us = api->now_us(),
+                         .payload_json = "{}"};
+    return api->emit(run, &sig);
+}
+
+#if defined(AUTH_OAUTH2)
+static int rest_webhook(ingest_run *run, void *state, const ingest_delivery *delivery)
+{
+    (void)run;
+    (void)state;
+    (void)delivery;
+    return INGEST_OK;
+}
+#endif
+
+static int rest_init(const ingest_host_api *api, ingest_ctx *ctx, const void *conf, void **state)
+{
+    (void)ctx;
+    (void)conf;
+    rest_state *st = calloc(1, sizeof *st);
+    if (!st)
+        return INGEST_ENOMEM;
+    st->api = api;
+    *state = st;
+    return INGEST_OK;
+}
+
+static void rest_shutdown(void *state) { free(state); }
+
+static const ingest_stream rest_streams[] = {
+    {.name = "items", .primary_key = "id", .cursor_field = "updated_at"},
+    {.name = "events", .primary_key = "id", .cursor_field = NULL},
+};
+
+static const ingest_plugin descriptor = {
+    .hdr = INGEST_ABI_HEADER(ingest_plugin),
+    .name = PLUGIN_NAME,
+    .version = "1.2.3",
+    .description = "test plugin for the operator REST API",
+#if defined(AUTH_OAUTH2)
+    .auth = {.kind = INGEST_AUTH_OAUTH2,
+             .authorize_url = "https://oauth.invalid/authorize",
+             .token_url = "https://oauth.invalid/token",
+             .scopes = "read write",
+             .pkce = 1},
+    .webhook = {.scheme = INGEST_WEBHOOK_HMAC_SHA256, .signature_header = "X-Rest-Signature"},
+    .handle_webhook = rest_webhook,
+#elif defined(AUTH_BASIC)
+    .auth = {.kind = INGEST_AUTH_BASIC},
+#elif defined(AUTH_AWS)
+    .auth = {.kind = INGEST_AUTH_AWS},
+#else
+    .auth = {.kind = INGEST_AUTH_TOKEN},
+#endif
+    .streams = INGEST_ARRAY(rest_streams),
+    .init = rest_init,
+    .shutdown = rest_shutdown,
+    .sync = rest_sync,
+    .check_connection = rest_check,
+};
+
+INGEST_EXPORT const ingest_plugin *ingest_plugin_v1(void) { return &descriptor; }
