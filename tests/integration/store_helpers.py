@@ -1,7 +1,12 @@
 """Helpers shared by the store tests (test_store_*.py)."""
+import glob
 import json
+import os
+import shutil
 import subprocess
 import uuid
+
+import pytest
 
 from conftest import wait_for
 
@@ -55,3 +60,22 @@ def connection_add(d, provider, secret_values, tenant=DEFAULT_TENANT, name=None)
     cid = json.loads(r.stdout)["id"]
     uuid.UUID(cid)
     return cid
+
+
+def find_pg_dump():
+    cands = []
+    try:
+        bindir = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True,
+                                timeout=10).stdout.strip()
+        cands.append(os.path.join(bindir, "pg_dump"))
+    except OSError:
+        pass
+    cands += sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_dump"),
+                    key=lambda p: int(p.split("/")[4]) if p.split("/")[4].isdigit() else 0,
+                    reverse=True)
+    if shutil.which("pg_dump"):
+        cands.append(shutil.which("pg_dump"))
+    for c in cands:
+        if os.access(c, os.X_OK):
+            return c
+    pytest.fail("pg_dump not found (pg_config --bindir, /usr/lib/postgresql/*/bin, PATH)")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import db_count, find_plugin, is_asan_build, plugin_entries
+from conftest import db_count, find_plugin, plugin_entries
 
 TICK_100 = 'log_level = "debug";\nplugins = { good = { interval_ms = 100; }; };\n'
 FINISHED = "reload finished: "

@@ -19,7 +19,7 @@ import pytest
 
 from conftest import wait_for
 from mock_oauth_server import MockOAuthServer
-from store_helpers import q, readyz
+from store_helpers import find_pg_dump, q, readyz
 
 REPO = Path(__file__).resolve().parents[2]
 TENANT_A = "6f1c2d3e-4a5b-4c6d-8e7f-0a1b2c3d4e5f"
@@ -251,7 +251,7 @@ def test_connections_are_checked_stored_encrypted_and_never_echoed(api, pg_clust
         assert v not in responses
 
     # Nothing in a dump of the whole database is a plaintext token.
-    dump = subprocess.run(["pg_dump", "--no-owner", db_url], capture_output=True, text=True,
+    dump = subprocess.run([find_pg_dump(), "--no-owner", db_url], capture_output=True, text=True,
                           timeout=60, check=True).stdout
     assert "connection_secrets" in dump
     for v in secret_values:
@@ -508,7 +508,7 @@ def test_oauth_connect_flow(api, oauth, pg_cluster, db_url):
     assert conn["secret_fields"] == ["access_token", "refresh_token"]
     assert conn["token_expires_at"] is not None
     problem_of(api.call("GET", f"/connections/{cid}", tenant=TENANT_B), 404)
-    dump = subprocess.run(["pg_dump", db_url], capture_output=True, text=True, timeout=60,
+    dump = subprocess.run([find_pg_dump(), db_url], capture_output=True, text=True, timeout=60,
                           check=True).stdout
     for secret in (oauth.access_token, oauth.refresh_token, oauth.client_secret,
                    token_req["code_verifier"]):

@@ -11,19 +11,16 @@ key id stored with the ciphertext).
     the wrong key cannot decrypt; a missing or malformed key stops start-up
 """
 import base64
-import glob
 import hashlib
 import json
 import os
 import secrets
-import shutil
 import subprocess
-import uuid
 
 import pytest
 
 from conftest import wait_for
-from store_helpers import connection_add, plugin_items, q, readyz
+from store_helpers import connection_add, find_pg_dump, plugin_items, q, readyz
 
 TENANT = "7a0c2f4e-1b7d-4c55-9a63-0d7e5b3f4a10"
 SIGNALS_PER_JOB = 2 * 3  # sync_pages * sync_page_size below
@@ -110,25 +107,6 @@ def assert_secrets_absent(text, values, where):
 def key_ids(pg, db_url):
     return dict(((str(c), f), k) for c, f, k in q(
         pg, db_url, "SELECT connection_id, field, key_id FROM connection_secrets"))
-
-
-def find_pg_dump():
-    cands = []
-    try:
-        bindir = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True,
-                                timeout=10).stdout.strip()
-        cands.append(os.path.join(bindir, "pg_dump"))
-    except OSError:
-        pass
-    cands += sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_dump"),
-                    key=lambda p: int(p.split("/")[4]) if p.split("/")[4].isdigit() else 0,
-                    reverse=True)
-    if shutil.which("pg_dump"):
-        cands.append(shutil.which("pg_dump"))
-    for c in cands:
-        if os.access(c, os.X_OK):
-            return c
-    pytest.fail("pg_dump not found (pg_config --bindir, /usr/lib/postgresql/*/bin, PATH)")
 
 
 # ------------------------------------------------------------------- tests
