@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "connections.h"
 #include "deadletters.h"
 #include "log.h"
 #include "secrets.h"
@@ -108,5 +109,33 @@ json_object *admin_replay(hostd *h, json_object *req, char *err, size_t err_len)
              id ? id : "");
     json_object *out = json_object_new_object();
     json_object_object_add(out, "replayed", json_object_new_int64(replayed));
+    return out;
+}
+
+json_object *admin_connections(hostd *h, json_object *req, char *err, size_t err_len)
+{
+    static const char *const statuses[] = {"active", "needs_reauth", "disabled"};
+    const char *tenant = get_str(req, "tenant_id"), *status = get_str(req, "status");
+    json_object *v = NULL;
+    int limit = json_object_object_get_ex(req, "limit", &v) ? json_object_get_int(v) : 100;
+    int known = !status;
+    for (size_t i = 0; !known && i < sizeof statuses / sizeof statuses[0]; i++)
+        known = strcmp(status, statuses[i]) == 0;
+    if (tenant && !util_is_uuid(tenant)) {
+        snprintf(err, err_len, "tenant_id must be a UUID");
+        return NULL;
+    }
+    if (!known || limit < 1 || limit > 10000) {
+        snprintf(err, err_len,
+                 !known ? "status must be active, needs_reauth or disabled"
+                        : "limit must be from 1 to 10000");
+        return NULL;
+    }
+    json_object *list = NULL;
+    if (connections_list(h->store, tenant, get_str(req, "provider"), status, limit, &list, err,
+                         err_len) != INGEST_OK)
+        return NULL;
+    json_object *out = json_object_new_object();
+    json_object_object_add(out, "connections", list);
     return out;
 }

@@ -27,4 +27,8 @@ json_object *admin_deadletters(hostd *h, json_object *req, char *err, size_t err
  * without an id. */
 json_object *admin_replay(hostd *h, json_object *req, char *err, size_t err_len);
 
+/* {"tenant_id"?, "provider"?, "status"?, "limit"?} -> {"connections": [...]}
+ * (no secrets: see connections_list). */
+json_object *admin_connections(hostd *h, json_object *req, char *err, size_t err_len);
+
 #endif

@@ -209,6 +209,7 @@ static void cmd_deadletters(client *c, json_object *req) { run_admin(c, req, adm
 static void cmd_replay(client *c, json_object *req) { run_admin(c, req, admin_replay); }
 static void cmd_sync(client *c, json_object *req) { run_admin(c, req, sync_scheduler_admin_sync); }
 static void cmd_jobs(client *c, json_object *req) { run_admin(c, req, sync_scheduler_admin_jobs); }
+static void cmd_connections(client *c, json_object *req) { run_admin(c, req, admin_connections); }
 
 static void cmd_ping(client *c, json_object *req)
 {
@@ -235,6 +236,7 @@ static const command commands[] = {
     {"replay", cmd_replay},
     {"sync", cmd_sync},
     {"jobs", cmd_jobs},
+    {"connections", cmd_connections},
 };
 
 static void dispatch(client *c, const char *line)

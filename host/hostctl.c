@@ -71,6 +71,8 @@ static json_object *build_sync(const options *o);
 static int print_sync(json_object *result, const options *o);
 static json_object *build_jobs(const options *o);
 static int print_jobs(json_object *result, const options *o);
+static json_object *build_connections(const options *o);
+static int print_connections(json_object *result, const options *o);
 
 static const command commands[] = {
     {"list", "list", "plugins: name, version, file, state, since, last error, counts", 0, NULL,
@@ -100,6 +102,10 @@ static const command commands[] = {
     {"jobs", "jobs",
      "[--state S] [--provider P] [--limit N]: recent sync jobs, newest first (default 50)", 0,
      build_jobs, print_jobs},
+    {"connections", "connections",
+     "[--tenant T] [--provider P] [--state active|needs_reauth|disabled] [--limit N]:\n"
+     "           connections, newest first, with their status and why (no secrets)",
+     0, build_connections, print_connections},
     {"migrate", NULL, "apply database migrations now (talks to PostgreSQL, not the daemon)", 0,
      NULL, NULL},
 };
@@ -580,6 +586,43 @@ static int print_jobs(json_object *result, const options *o)
                str(j, "connection_id") ? str(j, "connection_id") : "-", str(j, "stream"),
                str(j, "kind"), str(j, "state"), tries, str(j, "run_after"),
                str(j, "last_error") ? str(j, "last_error") : "");
+    }
+    return 0;
+}
+
+static json_object *build_connections(const options *o)
+{
+    json_object *req = json_object_new_object();
+    if (o->tenant)
+        json_object_object_add(req, "tenant_id", json_object_new_string(o->tenant));
+    if (o->provider)
+        json_object_object_add(req, "provider", json_object_new_string(o->provider));
+    if (o->state)
+        json_object_object_add(req, "status", json_object_new_string(o->state));
+    json_object_object_add(req, "limit", json_object_new_int(o->limit > 0 ? o->limit : 100));
+    return req;
+}
+
+static int print_connections(json_object *result, const options *o)
+{
+    json_object *list = json_object_object_get(result, "connections");
+    if (o->json) {
+        print_json(list);
+        return 0;
+    }
+    size_t n = list ? json_object_array_length(list) : 0;
+    if (n == 0) {
+        printf("no connections\n");
+        return 0;
+    }
+    printf("%-36s %-36s %-12s %-16s %-12s %-19s %s\n", "ID", "TENANT", "PROVIDER", "NAME", "STATUS",
+           "TOKEN EXPIRES", "REASON");
+    for (size_t i = 0; i < n; i++) {
+        json_object *c = json_object_array_get_idx(list, i);
+        printf("%-36s %-36s %-12s %-16s %-12s %-19.19s %s\n", str(c, "id"), str(c, "tenant_id"),
+               str(c, "provider"), str(c, "name") ? str(c, "name") : "-", str(c, "status"),
+               str(c, "token_expires_at") ? str(c, "token_expires_at") : "-",
+               str(c, "status_reason") ? str(c, "status_reason") : "");
     }
     return 0;
 }

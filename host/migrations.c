@@ -175,6 +175,27 @@ static const migration migrations[] = {
      "  WHERE state IN ('queued', 'retrying');"
      "CREATE INDEX sync_jobs_stream_time ON sync_jobs (connection_id, stream, created_at DESC)"
      "  WHERE connection_id IS NOT NULL;"},
+    /* Cursors only move forward. A plugin's cursor is opaque text, but when
+     * the stored and the new value are both integers, or both timestamps,
+     * an older one is not written (a retried or overlapping run must not
+     * rewind a stream). Anything else is taken as it is. */
+    {5, "cursors only move forward",
+     "CREATE FUNCTION ingest_cursor_not_behind(stored text, proposed text) RETURNS boolean"
+     " LANGUAGE plpgsql STABLE AS $fn$"
+     " BEGIN"
+     "  IF stored ~ '^-?[0-9]{1,18}$' AND proposed ~ '^-?[0-9]{1,18}$' THEN"
+     "   RETURN proposed::bigint >= stored::bigint;"
+     "  END IF;"
+     "  IF stored ~ '^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}'"
+     "   AND proposed ~ '^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}' THEN"
+     "   BEGIN"
+     "    RETURN proposed::timestamptz >= stored::timestamptz;"
+     "   EXCEPTION WHEN others THEN"
+     "    RETURN true;" /* not a timestamp after all: opaque */
+     "   END;"
+     "  END IF;"
+     "  RETURN true;"
+     " END $fn$;"},
 };
 #define N_MIGRATIONS (sizeof migrations / sizeof migrations[0])
 

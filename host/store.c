@@ -80,7 +80,8 @@ static const char insert_signals_sql[] =
 static const char upsert_cursor_sql[] =
     "INSERT INTO cursors (provider, connection_id, stream, value) VALUES ($1, $2, $3, $4)"
     " ON CONFLICT (provider, connection_id, stream)"
-    " DO UPDATE SET value = EXCLUDED.value, updated_at = now()";
+    " DO UPDATE SET value = EXCLUDED.value, updated_at = now()"
+    " WHERE ingest_cursor_not_behind(cursors.value, EXCLUDED.value)";
 
 static const char fence_sql[] =
     "UPDATE sync_jobs SET lease_expires_at = now() + make_interval(secs => $3::int),"

@@ -459,7 +459,11 @@ typedef struct ingest_host_api {
 
     /* Commit every queued signal and the new cursor value in one transaction,
      * blocking until it is durable. A crash never leaves signals without the
-     * cursor or the cursor without its signals. `value` is copied. */
+     * cursor or the cursor without its signals. A cursor never moves back:
+     * when the stored and the new value are both integers, or both RFC 3339
+     * timestamps, an older new value is ignored (the signals still commit).
+     * Other values are opaque and always replace the stored one. `value` is
+     * copied. */
     int (*cursor_set)(ingest_run *run, const char *stream, const char *value);
 
     /* Commit queued signals without moving any cursor. Blocks until durable. */

@@ -24,6 +24,7 @@ import json
 import os
 import re
 import secrets
+import subprocess
 import time
 
 import pytest
@@ -282,6 +283,16 @@ def test_invalid_grant_needs_reauth(daemon_factory, pg_cluster, db_url, mock):
     assert mock.count == 1
     assert metric(d, "ingest_token_refreshes_total", provider=PROVIDER,
                   outcome="invalid_grant") == 1
+
+    # The operator sees it, and why, with the CLI.
+    listed = d.ctl_json("connections", "--state", "needs_reauth", check=True)
+    assert [(c["id"], c["status"], c["status_reason"]) for c in listed] == [
+        (cid, "needs_reauth", reason)], listed
+    assert d.ctl_json("connections", "--state", "active", check=True) == []
+    plain = subprocess.run([str(d.hostctl), "-s", d.sock, "connections"], capture_output=True,
+                           text=True, env=d.env, timeout=30)
+    assert plain.returncode == 0 and cid in plain.stdout and "needs_reauth" in plain.stdout
+    assert_absent(plain.stdout, [at, rt, mock.client_secret], "ingest-hostctl connections")
 
     # Later jobs of that connection do not ask the provider again.
     later = enqueue(pg_cluster, db_url, cid, max_attempts=3)

@@ -377,6 +377,38 @@ def test_webhook_requests_an_incremental_sync(daemon_factory, pg_cluster, db_url
     d.stop()
 
 
+def test_cursor_never_moves_back(daemon_factory, pg_cluster, db_url):
+    """A run that sets an older cursor than the stored one (the fixture sets
+    the attempt number) leaves the stored cursor; a newer one replaces it.
+    Timestamps compare as times, opaque values always replace."""
+    pairs = [("5", "1", False), ("5", "5", True), ("5", "12", True), ("-3", "-7", False),
+             ("2026-11-22T10:00:00Z", "2026-11-22T09:59:59Z", False),
+             ("2026-11-22T10:00:00Z", "2026-11-22T11:00:00+01:00", True),
+             ("2026-11-22T10:00:00Z", "2026-11-22T10:00:00.000001Z", True),
+             ("2026-11-22T10:00:00Z", "2026-13-45T99:99:99Z", True),  # not a time: opaque
+             ("page-token-b", "page-token-a", True), ("5", "2026-11-22T10:00:00Z", True)]
+    for stored, proposed, forward in pairs:
+        got = q(pg_cluster, db_url, "SELECT ingest_cursor_not_behind(%s, %s)",
+                (stored, proposed))[0][0]
+        assert got is forward, (stored, proposed, got)
+
+    cid = add_connection(pg_cluster, db_url, config=OFF)
+    q(pg_cluster, db_url, "INSERT INTO cursors (provider, connection_id, stream, value) "
+                          "VALUES ('sched', %s, 'alpha', '5'), ('sched', %s, 'beta', '0')",
+      (cid, cid))
+    d = start(daemon_factory, conf())
+    ids = [j["id"] for j in d.ctl_json("sync", cid, check=True)]
+    for jid in ids:
+        wait_state(pg_cluster, db_url, jid, "succeeded", 20, d)
+    cursors = dict(q(pg_cluster, db_url, "SELECT stream, value FROM cursors "
+                                         "WHERE connection_id = %s", (cid,)))
+    assert cursors == {"alpha": "5", "beta": "1"}, cursors
+    stored = q(pg_cluster, db_url, "SELECT count(*) FROM signals WHERE source = 'sched' "
+                                   "AND payload->>'job' = ANY(%s)", (ids,))[0][0]
+    assert stored == 2  # the signals committed even where the cursor stayed
+    d.stop()
+
+
 def test_circuit_opens_defers_probes_and_closes(daemon_factory, pg_cluster, db_url, tmp_path):
     flag = tmp_path / "fail"
     flag.write_text("x")
