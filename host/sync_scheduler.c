@@ -230,7 +230,8 @@ static int build_entries(sync_scheduler *s, entry_list *l)
     for (int i = 0; i < PQntuples(a.res); i++)
         add_connection(s, l, a.res, i);
     PQclear(a.res);
-    qsort(l->items, l->n, sizeof *l->items, entry_cmp);
+    if (l->n > 1) /* items is NULL when there are none */
+        qsort(l->items, l->n, sizeof *l->items, entry_cmp);
     return 0;
 }
 
