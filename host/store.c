@@ -100,6 +100,48 @@ static const char select_cursor_sql[] =
     "SELECT value FROM cursors WHERE provider = $1"
     " AND connection_id IS NOT DISTINCT FROM $2::uuid AND stream = $3";
 
+static const char clear_staging_sql[] = "DELETE FROM signals_staging";
+
+/* The statements of every commit, prepared once per connection: parsing
+ * and planning them each time cost more server time than running them. */
+typedef struct hot_statement {
+    const char *name, *sql;
+    int n_params;
+} hot_statement;
+
+enum {
+    HOT_FENCE_JOB,
+    HOT_FENCE_DELIVERY,
+    HOT_COMPLETE_DELIVERY,
+    HOT_INSERT_SIGNALS,
+    HOT_CLEAR_STAGING,
+    HOT_UPSERT_CURSOR,
+    N_HOT
+};
+
+static const hot_statement hot[N_HOT] = {
+    [HOT_FENCE_JOB] = {"store_fence_job", fence_sql, 3},
+    [HOT_FENCE_DELIVERY] = {"store_fence_delivery", fence_delivery_sql, 3},
+    [HOT_COMPLETE_DELIVERY] = {"store_complete_delivery", complete_delivery_sql, 2},
+    [HOT_INSERT_SIGNALS] = {"store_insert_signals", insert_signals_sql, 0},
+    [HOT_CLEAR_STAGING] = {"store_clear_staging", clear_staging_sql, 0},
+    [HOT_UPSERT_CURSOR] = {"store_upsert_cursor", upsert_cursor_sql, 4},
+};
+
+static int prepare_hot(PGconn *conn, char *err, size_t err_len)
+{
+    for (int i = 0; i < N_HOT; i++) {
+        PGresult *r = PQprepare(conn, hot[i].name, hot[i].sql, hot[i].n_params, NULL);
+        int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+        if (!ok)
+            snprintf(err, err_len, "preparing %s: %s", hot[i].name, PQresultErrorMessage(r));
+        PQclear(r);
+        if (!ok)
+            return -1;
+    }
+    return 0;
+}
+
 static void set_error(store *st, const char *msg)
 {
     pthread_mutex_lock(&st->lock);
@@ -136,7 +178,8 @@ static PGconn *connect_once(store *st, char *err, size_t err_len)
     PQsetNoticeProcessor(conn, on_notice, NULL);
     int applied = 0;
     if (migrations_apply(conn, &applied, err, err_len) < 0 ||
-        store_exec(conn, create_staging_sql, 0, NULL, NULL, err, err_len) != INGEST_OK) {
+        store_exec(conn, create_staging_sql, 0, NULL, NULL, err, err_len) != INGEST_OK ||
+        prepare_hot(conn, err, err_len) < 0) {
         PQfinish(conn);
         return NULL;
     }
@@ -331,18 +374,24 @@ int store_exec_prepared(PGconn *conn, const char *name, const char *sql, int n,
     return finish_exec(r, res, err, err_len);
 }
 
+static int exec_hot(PGconn *conn, int which, const char *const *params, PGresult **res, char *err,
+                    size_t err_len)
+{
+    PGresult *r = PQexecPrepared(conn, hot[which].name, hot[which].n_params, params, NULL, NULL, 0);
+    return finish_exec(r, res, err, err_len);
+}
+
 /* The job must still be ours; refresh its lease in the same transaction. */
 static int check_fence(PGconn *conn, const store_fence *f, char *err, size_t err_len)
 {
     char lease[16];
     snprintf(lease, sizeof lease, "%d", f->lease_s);
     const char *p[] = {f->job_id, f->owner, lease};
-    const char *sql = f->kind == FENCE_JOB ? fence_sql
-                      : f->complete        ? complete_delivery_sql
-                                           : fence_delivery_sql;
+    int which = f->kind == FENCE_JOB ? HOT_FENCE_JOB
+                : f->complete        ? HOT_COMPLETE_DELIVERY
+                                     : HOT_FENCE_DELIVERY;
     PGresult *res = NULL;
-    int rc = store_exec(conn, sql, f->kind == FENCE_DELIVERY && f->complete ? 2 : 3, p, &res, err,
-                        err_len);
+    int rc = exec_hot(conn, which, p, &res, err, err_len);
     if (rc != INGEST_OK)
         return rc;
     int held = atoi(PQcmdTuples(res)) == 1;
@@ -399,12 +448,12 @@ static int insert_signals(PGconn *conn, const copy_rows *rows, int *inserted, ch
     if (rc != INGEST_OK)
         return rc;
     PGresult *res = NULL;
-    rc = store_exec(conn, insert_signals_sql, 0, NULL, &res, err, err_len);
+    rc = exec_hot(conn, HOT_INSERT_SIGNALS, NULL, &res, err, err_len);
     if (rc != INGEST_OK)
         return rc;
     *inserted = atoi(PQcmdTuples(res));
     PQclear(res);
-    return store_exec(conn, "DELETE FROM signals_staging", 0, NULL, NULL, err, err_len);
+    return exec_hot(conn, HOT_CLEAR_STAGING, NULL, NULL, err, err_len);
 }
 
 static int run_commit(PGconn *conn, store_req *r, char *err, size_t err_len)
@@ -422,14 +471,9 @@ static int run_commit(PGconn *conn, store_req *r, char *err, size_t err_len)
     if (r->cursor) {
         const store_cursor *c = r->cursor;
         const char *p[] = {c->provider, c->connection_id, c->stream, c->value};
-        PGresult *res = PQexecParams(conn, upsert_cursor_sql, 4, NULL, p, NULL, NULL, 0);
-        if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-            snprintf(err, err_len, "%s", PQresultErrorMessage(res));
-            int status = result_status(res);
-            PQclear(res);
-            return status;
-        }
-        PQclear(res);
+        int rc = exec_hot(conn, HOT_UPSERT_CURSOR, p, NULL, err, err_len);
+        if (rc != INGEST_OK)
+            return rc;
     }
     return INGEST_OK;
 }
