@@ -1,7 +1,6 @@
 /* connections.c — see connections.h. */
 #include "connections.h"
 
-#include <libpq-fe.h>
 #include <stdio.h>
 
 static const char list_sql[] =
@@ -14,37 +13,11 @@ static const char list_sql[] =
     "   AND ($3::text IS NULL OR status = $3)"
     "  ORDER BY created_at DESC, id LIMIT $4::int) c";
 
-typedef struct list_args {
-    const char *tenant_id, *provider, *status;
-    int limit;
-    json_object *out;
-    char *err;
-    size_t err_len;
-} list_args;
-
-static int list_fn(PGconn *conn, void *arg)
-{
-    list_args *a = arg;
-    char limit[16];
-    snprintf(limit, sizeof limit, "%d", a->limit);
-    const char *p[] = {a->tenant_id, a->provider, a->status, limit};
-    PGresult *res = NULL;
-    int rc = store_exec(conn, list_sql, 4, p, &res, a->err, a->err_len);
-    if (rc != INGEST_OK)
-        return rc;
-    a->out = json_tokener_parse(PQgetvalue(res, 0, 0));
-    PQclear(res);
-    return a->out ? INGEST_OK : INGEST_ENOMEM;
-}
-
 int connections_list(store *st, const char *tenant_id, const char *provider, const char *status,
                      int limit, json_object **out, char *err, size_t err_len)
 {
-    list_args a = {tenant_id, provider, status, limit, NULL, err, err_len};
-    snprintf(err, err_len, "database unavailable");
-    int rc = store_call(st, list_fn, &a);
-    *out = rc == INGEST_OK ? a.out : NULL;
-    if (rc != INGEST_OK)
-        json_object_put(a.out);
-    return rc;
+    char lim[16];
+    snprintf(lim, sizeof lim, "%d", limit);
+    const char *p[] = {tenant_id, provider, status, lim};
+    return store_query_json(st, list_sql, 4, p, out, err, err_len);
 }

@@ -48,39 +48,13 @@ static const char replay_sql[] =
     " SELECT (SELECT count(*) FROM picked), (SELECT count(*) FROM webhooks),"
     "  (SELECT count(*) FROM jobs)";
 
-typedef struct list_args {
-    const char *provider;
-    int include_replayed, limit;
-    json_object *out;
-    char *err;
-    size_t err_len;
-} list_args;
-
-static int list_fn(PGconn *conn, void *arg)
-{
-    list_args *a = arg;
-    char limit[16];
-    snprintf(limit, sizeof limit, "%d", a->limit);
-    const char *p[] = {a->provider, a->include_replayed ? "true" : "false", limit};
-    PGresult *res = NULL;
-    int rc = store_exec(conn, list_sql, 3, p, &res, a->err, a->err_len);
-    if (rc != INGEST_OK)
-        return rc;
-    a->out = json_tokener_parse(PQgetvalue(res, 0, 0));
-    PQclear(res);
-    return a->out ? INGEST_OK : INGEST_ENOMEM;
-}
-
 int deadletters_list(store *st, const char *provider, int include_replayed, int limit,
                      json_object **out, char *err, size_t err_len)
 {
-    list_args a = {provider, include_replayed, limit, NULL, err, err_len};
-    snprintf(err, err_len, "database unavailable");
-    int rc = store_call(st, list_fn, &a);
-    *out = rc == INGEST_OK ? a.out : NULL;
-    if (rc != INGEST_OK)
-        json_object_put(a.out);
-    return rc;
+    char lim[16];
+    snprintf(lim, sizeof lim, "%d", limit);
+    const char *p[] = {provider, include_replayed ? "true" : "false", lim};
+    return store_query_json(st, list_sql, 3, p, out, err, err_len);
 }
 
 typedef struct replay_args {

@@ -451,23 +451,10 @@ int jobs_newest(store *st, char *const *connection_ids, char *const *streams, si
 int jobs_list(store *st, const char *state, const char *provider, const char *connection_id,
               int limit, json_object **out, char *err, size_t err_len)
 {
-    *out = NULL;
     char lim[16];
     snprintf(lim, sizeof lim, "%d", limit > 0 ? limit : 50);
-    query_args a = {
-        .sql = list_sql, .params = {state, provider, connection_id, lim}, .n_params = 4};
-    int rc = run_query(st, &a, "listing jobs");
-    if (rc != INGEST_OK) {
-        snprintf(err, err_len, "cannot list jobs: %s", a.err[0] ? a.err : "database unavailable");
-        return rc;
-    }
-    *out = json_tokener_parse(PQgetvalue(a.res, 0, 0));
-    PQclear(a.res);
-    if (!*out) {
-        snprintf(err, err_len, "cannot list jobs: unreadable answer");
-        return INGEST_EIO;
-    }
-    return INGEST_OK;
+    const char *p[] = {state, provider, connection_id, lim};
+    return store_query_json(st, list_sql, 4, p, out, err, err_len);
 }
 
 int jobs_live_counts(store *st, long long counts[3])

@@ -3,6 +3,7 @@
  * each caller is woken when that transaction ends. */
 #include "store.h"
 
+#include <json-c/json.h>
 #include <libpq-fe.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -379,6 +380,44 @@ static int exec_hot(PGconn *conn, int which, const char *const *params, PGresult
 {
     PGresult *r = PQexecPrepared(conn, hot[which].name, hot[which].n_params, params, NULL, NULL, 0);
     return finish_exec(r, res, err, err_len);
+}
+
+typedef struct json_query {
+    const char *sql;
+    int n;
+    const char *const *params;
+    json_object *out;
+    char *err;
+    size_t err_len;
+} json_query;
+
+static int json_query_fn(PGconn *conn, void *arg)
+{
+    json_query *q = arg;
+    PGresult *res = NULL;
+    int rc = store_exec(conn, q->sql, q->n, q->params, &res, q->err, q->err_len);
+    if (rc != INGEST_OK)
+        return rc;
+    if (PQntuples(res) == 1 && !PQgetisnull(res, 0, 0))
+        q->out = json_tokener_parse(PQgetvalue(res, 0, 0));
+    PQclear(res);
+    if (!q->out) {
+        snprintf(q->err, q->err_len, "unreadable answer from the database");
+        return INGEST_EIO;
+    }
+    return INGEST_OK;
+}
+
+int store_query_json(store *st, const char *sql, int n, const char *const *params,
+                     json_object **out, char *err, size_t err_len)
+{
+    json_query q = {sql, n, params, NULL, err, err_len};
+    snprintf(err, err_len, "database unavailable");
+    int rc = store_call(st, json_query_fn, &q);
+    *out = rc == INGEST_OK ? q.out : NULL;
+    if (rc != INGEST_OK)
+        json_object_put(q.out);
+    return rc;
 }
 
 /* The job must still be ours; refresh its lease in the same transaction. */

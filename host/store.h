@@ -92,6 +92,12 @@ int store_copy_in(PGconn *conn, const char *copy_sql, const copy_rows *rows, cha
  * malloc'd; NULL on OOM. */
 char *store_text_array(char *const *items, size_t n);
 
+/* Run a query whose answer is one JSON value (one row, one column, e.g.
+ * json_agg(...)) on a writer, and parse it: *out is a new json-c object
+ * the caller puts, NULL on failure (err says why). Blocks: workers only. */
+int store_query_json(store *st, const char *sql, int n, const char *const *params,
+                     json_object **out, char *err, size_t err_len);
+
 /* Run a statement without parameters (BEGIN, COMMIT, ROLLBACK); 0 or -1. */
 int store_exec_simple(PGconn *conn, const char *sql);
 
