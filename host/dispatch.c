@@ -19,6 +19,8 @@
 #include "webhook_metrics.h"
 
 #define CLAIM_MAX 64
+#define CHUNK_MAX 32                 /* deliveries one worker runs, then commits together */
+#define CHUNK_COMMIT_MS 200          /* a slow handler does not hold finished ones back */
 #define RELEASE_DELAY_MS 5000        /* plugin not loaded here: let another host try */
 #define KEY_EXPIRY_EVERY_S (10 * 60) /* how often expired idempotency keys are dropped */
 
@@ -34,21 +36,32 @@ struct dispatch_state {
 };
 
 typedef struct delivery_task {
-    hostd *h;
     instance *inst;
     delivery_row row;
+    ingest_run *run;
 } delivery_task;
 
-static int max_inflight(const hostd *h) { return h->cfg->workers * 2; }
+/* Deliveries run one after the other on one worker; those that succeed are
+ * finished in one commit (one transaction, a few statements for all). */
+typedef struct delivery_chunk {
+    hostd *h;
+    size_t n;
+    delivery_task tasks[CHUNK_MAX];
+    store_part parts[CHUNK_MAX];
+    delivery_task *waiting[CHUNK_MAX]; /* handled, their commit not yet made */
+    size_t n_waiting;
+} delivery_chunk;
+
+static int max_inflight(const hostd *h) { return h->cfg->workers * CHUNK_MAX; }
 
 static int has_webhook_handler(const instance *inst) { return inst->desc.handle_webhook != NULL; }
 
 static void task_done(void *arg) { dispatch_wake(arg); }
 
-static int run_plugin(delivery_task *t, ingest_run **run_out)
+/* Run the handler; on success *part holds the delivery's final commit. */
+static int run_plugin(hostd *h, delivery_task *t, store_part *part)
 {
     delivery_row *d = &t->row;
-    struct dispatch_state *ds = t->h->dispatch;
     ingest_delivery delivery = {
         .hdr = INGEST_ABI_HEADER(ingest_delivery),
         .delivery_id = d->delivery_key,
@@ -62,19 +75,18 @@ static int run_plugin(delivery_task *t, ingest_run **run_out)
         .received_at_us = d->received_at_us,
         .attempt = d->attempts,
     };
-    ingest_run *run = run_new(t->inst, delivery.tenant_id, delivery.connection_id, NULL, d->id);
-    *run_out = run;
-    if (!run)
+    t->run = run_new(t->inst, delivery.tenant_id, delivery.connection_id, NULL, d->id);
+    if (!t->run)
         return INGEST_ENOMEM;
-    int rc = run_set_delivery_fence(run, d->id, ds->owner, t->h->cfg->job_lease_s);
+    int rc = run_set_delivery_fence(t->run, d->id, h->dispatch->owner, h->cfg->job_lease_s);
     if (rc != INGEST_OK)
         return rc;
-    return run_finish(run, t->inst->desc.handle_webhook(run, t->inst->state, &delivery));
+    rc = t->inst->desc.handle_webhook(t->run, t->inst->state, &delivery);
+    return run_finish_part(t->run, rc, part);
 }
 
-static void record_failure(delivery_task *t, int rc, const char *why, webhook_metrics *m)
+static void record_failure(hostd *h, delivery_task *t, int rc, const char *why, webhook_metrics *m)
 {
-    hostd *h = t->h;
     delivery_row *d = &t->row;
     log_fields f = {.plugin = t->inst->name,
                     .tenant = d->tenant_id[0] ? d->tenant_id : NULL,
@@ -93,50 +105,107 @@ static void record_failure(delivery_task *t, int rc, const char *why, webhook_me
               frc == INGEST_OK ? "" : " (outcome not recorded; it will be retried)");
 }
 
-static void process_delivery(void *arg)
+/* Count, log or retry one delivery's outcome, then let it go. */
+static void settle(hostd *h, delivery_task *t, int rc)
 {
-    delivery_task *t = arg;
-    hostd *h = t->h;
     webhook_metrics *m = webhook_metrics_for(h, t->row.provider);
-    ingest_run *run = NULL;
-    int rc = run_plugin(t, &run);
-    const char *why = run ? run_error(run) : NULL;
-    if (rc == INGEST_OK) {
+    const char *why = t->run ? run_error(t->run) : NULL;
+    if (rc == INGEST_OK)
         metrics_add(m->processed, 1);
-    } else if (rc == INGEST_ECANCELED && why && strstr(why, "lease")) {
+    else if (rc == INGEST_ECANCELED && why && strstr(why, "lease"))
         log_warn("webhooks: delivery %s abandoned: %s", t->row.id, why);
-    } else {
-        record_failure(t, rc, why, m);
-    }
-    run_free(run);
-    instance_release(t->inst);
-    deliveries_row_clear(&t->row);
-    atomic_fetch_sub(&h->dispatch->running, 1);
-    loop_post(h->mailbox, task_done, h);
-    free(t);
+    else
+        record_failure(h, t, rc, why, m);
+    run_free(t->run);
+    t->run = NULL;
 }
 
-/* Hand each claimed delivery to a worker, or give it back. */
+static void commit_waiting(delivery_chunk *c)
+{
+    if (c->n_waiting == 0)
+        return;
+    store_commit_parts(c->h->store, c->parts, c->n_waiting);
+    for (size_t i = 0; i < c->n_waiting; i++) {
+        delivery_task *t = c->waiting[i];
+        settle(c->h, t, run_part_committed(t->run, &c->parts[i]));
+    }
+    c->n_waiting = 0;
+}
+
+static void process_chunk(void *arg)
+{
+    delivery_chunk *c = arg;
+    hostd *h = c->h;
+    int64_t since = util_mono_ms();
+    for (size_t i = 0; i < c->n; i++) {
+        delivery_task *t = &c->tasks[i];
+        int rc = run_plugin(h, t, &c->parts[c->n_waiting]);
+        if (rc == INGEST_OK)
+            c->waiting[c->n_waiting++] = t;
+        else
+            settle(h, t, rc);
+        if (util_mono_ms() - since >= CHUNK_COMMIT_MS) {
+            commit_waiting(c);
+            since = util_mono_ms();
+        }
+    }
+    commit_waiting(c);
+    for (size_t i = 0; i < c->n; i++) {
+        instance_release(c->tasks[i].inst);
+        deliveries_row_clear(&c->tasks[i].row);
+    }
+    atomic_fetch_sub(&h->dispatch->running, (int)c->n);
+    loop_post(h->mailbox, task_done, h);
+    free(c);
+}
+
+static void give_back(hostd *h, delivery_row *row)
+{
+    deliveries_release(h->store, row, h->dispatch->owner, RELEASE_DELAY_MS);
+}
+
+static void submit_chunk(hostd *h, delivery_chunk *c)
+{
+    atomic_fetch_add(&h->dispatch->running, (int)c->n);
+    if (workers_submit(h->workers, process_chunk, c) == 0)
+        return;
+    atomic_fetch_sub(&h->dispatch->running, (int)c->n);
+    for (size_t i = 0; i < c->n; i++) {
+        instance_release(c->tasks[i].inst);
+        give_back(h, &c->tasks[i].row);
+        deliveries_row_clear(&c->tasks[i].row);
+    }
+    free(c);
+}
+
+/* Hand the claimed deliveries to the workers in even chunks, or give them
+ * back when their plugin is not here. */
 static void hand_out(hostd *h, delivery_row *rows, size_t n)
 {
-    struct dispatch_state *ds = h->dispatch;
+    size_t workers = h->cfg->workers > 0 ? (size_t)h->cfg->workers : 1;
+    size_t per_chunk = (n + workers - 1) / workers;
+    if (per_chunk > CHUNK_MAX)
+        per_chunk = CHUNK_MAX;
+    delivery_chunk *c = NULL;
     for (size_t i = 0; i < n; i++) {
         instance *inst = registry_acquire(h->plugins, rows[i].provider);
-        delivery_task *t = inst && inst->desc.handle_webhook ? calloc(1, sizeof *t) : NULL;
-        if (t) {
-            *t = (delivery_task){h, inst, rows[i]};
-            atomic_fetch_add(&ds->running, 1);
-            if (workers_submit(h->workers, process_delivery, t) == 0) {
-                memset(&rows[i], 0, sizeof rows[i]); /* the task owns it now */
-                continue;
-            }
-            atomic_fetch_sub(&ds->running, 1);
-            free(t);
+        if (!c && inst && inst->desc.handle_webhook && (c = calloc(1, sizeof *c)))
+            c->h = h;
+        if (!c || !inst || !inst->desc.handle_webhook) {
+            if (inst)
+                instance_release(inst);
+            give_back(h, &rows[i]);
+            continue;
         }
-        if (inst)
-            instance_release(inst);
-        deliveries_release(h->store, &rows[i], ds->owner, RELEASE_DELAY_MS);
+        c->tasks[c->n++] = (delivery_task){inst, rows[i], NULL};
+        memset(&rows[i], 0, sizeof rows[i]); /* the chunk owns it now */
+        if (c->n == per_chunk) {
+            submit_chunk(h, c);
+            c = NULL;
+        }
     }
+    if (c)
+        submit_chunk(h, c);
 }
 
 typedef struct claim_task {

@@ -256,13 +256,9 @@ int run_emit(ingest_run *run, const ingest_signal *signal)
     return INGEST_OK;
 }
 
-static int commit(ingest_run *run, const store_cursor *cursor)
+/* Count what a commit stored and start the next batch. */
+static int committed(ingest_run *run, int rc, int inserted)
 {
-    int inserted = 0;
-    if (run->rows.failed)
-        return run_fail(run, INGEST_ENOMEM, "out of memory queueing signals; nothing committed");
-    int rc = store_commit_fenced(run->inst->host->store, &run->rows, cursor,
-                                 run->fence.job_id ? &run->fence : NULL, &inserted);
     if (rc == INGEST_ECANCELED)
         return run_fail(run, rc, "the lease was lost to another host; nothing committed");
     if (rc != INGEST_OK)
@@ -276,6 +272,16 @@ static int commit(ingest_run *run, const store_cursor *cursor)
     json_object_put(run->prov);
     run->prov = json_object_new_object();
     return run->prov ? INGEST_OK : run_fail(run, INGEST_ENOMEM, "out of memory");
+}
+
+static int commit(ingest_run *run, const store_cursor *cursor)
+{
+    int inserted = 0;
+    if (run->rows.failed)
+        return run_fail(run, INGEST_ENOMEM, "out of memory queueing signals; nothing committed");
+    int rc = store_commit_fenced(run->inst->host->store, &run->rows, cursor,
+                                 run->fence.job_id ? &run->fence : NULL, &inserted);
+    return committed(run, rc, inserted);
 }
 
 int run_cursor_get(ingest_run *run, const char *stream, char **value)
@@ -319,4 +325,20 @@ int run_finish(ingest_run *run, int status)
         return status;
     run->fence.complete = 1;
     return commit(run, NULL);
+}
+
+int run_finish_part(ingest_run *run, int status, store_part *part)
+{
+    if (status != INGEST_OK)
+        return status;
+    if (run->rows.failed)
+        return run_fail(run, INGEST_ENOMEM, "out of memory queueing signals; nothing committed");
+    run->fence.complete = 1;
+    *part = (store_part){&run->rows, NULL, run->fence.job_id ? &run->fence : NULL, INGEST_EIO, 0};
+    return INGEST_OK;
+}
+
+int run_part_committed(ingest_run *run, const store_part *part)
+{
+    return committed(run, part->status, part->inserted);
 }

@@ -4,6 +4,7 @@
 #define HOSTD_RUN_H
 
 #include "ingest/plugin.h"
+#include "store.h"
 
 typedef struct ingest_ctx instance;
 
@@ -23,6 +24,13 @@ long long run_stored(const ingest_run *run);
  * discard it otherwise. Returns the final status (a failed commit turns OK
  * into EIO). */
 int run_finish(ingest_run *run, int status);
+/* run_finish in two steps, so one commit can finish many runs: if status
+ * is INGEST_OK, *part describes the final commit (it borrows the run's
+ * rows and fence until run_part_committed) and INGEST_OK is returned;
+ * otherwise status. After store_commit_parts, run_part_committed counts
+ * the outcome and returns the run's final status. */
+int run_finish_part(ingest_run *run, int status, store_part *part);
+int run_part_committed(ingest_run *run, const store_part *part);
 void run_free(ingest_run *run);
 
 /* Last error text recorded on the run (validation or store), or NULL. */

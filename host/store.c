@@ -18,19 +18,20 @@
 #include "util.h"
 
 #define MAX_BATCH 128
-#define STAGING_TRUNCATE_EVERY 1000 /* commits between TRUNCATEs of the staging table */
+/* Dead rows the staging table may collect before it is truncated: every
+ * DELETE and every scan of it reads them all. */
+#define STAGING_DEAD_ROWS_MAX 2000
 
 typedef enum { REQ_COMMIT, REQ_CURSOR_GET, REQ_CALL } req_kind;
 
 typedef struct store_req {
     req_kind kind;
-    const copy_rows *rows; /* borrowed from the caller, who is blocked */
-    const store_cursor *cursor;
-    const store_fence *fence;
+    store_part *parts; /* REQ_COMMIT; borrowed from the caller, who is blocked */
+    size_t n_parts;
+    const store_cursor *cursor; /* REQ_CURSOR_GET */
     store_fn fn;
     void *fn_arg;
     int status;
-    int inserted;
     char *value;
     int done;
     struct store_req *next;
@@ -41,7 +42,11 @@ typedef struct writer {
     pthread_t thread;
     PGconn *conn;
     int started;
-    int staged_commits; /* since signals_staging was last truncated */
+    size_t staged_rows; /* since signals_staging was last truncated */
+    store_part **parts; /* the parts of the batch being committed */
+    size_t parts_cap;
+    char *tagged; /* their rows with part and sequence columns added */
+    size_t tagged_cap;
 } writer;
 
 struct store {
@@ -67,9 +72,30 @@ struct store {
 static const char create_staging_sql[] =
     "CREATE TEMP TABLE IF NOT EXISTS signals_staging (tenant_id uuid, connection_id uuid,"
     " source text, kind text, occurred_at timestamptz, dedupe_key text, payload jsonb,"
-    " raw jsonb, provenance jsonb)";
+    " raw jsonb, provenance jsonb, part int, seq bigint)";
 
 static const char copy_staging_sql[] = "COPY signals_staging (" STORE_SIGNAL_COLUMNS ") FROM STDIN";
+
+/* Rows of several parts go in by one COPY, each tagged with its part's
+ * index in the batch and its place in the batch. */
+static const char copy_tagged_sql[] =
+    "COPY signals_staging (" STORE_SIGNAL_COLUMNS ", part, seq) FROM STDIN";
+
+/* The first row with a key, in batch order, is the one offered, as if the
+ * parts were inserted one after the other; the answer is how many rows
+ * each part stored. */
+static const char insert_tagged_sql[] =
+    "WITH firsts AS ("
+    "  SELECT DISTINCT ON (tenant_id, source, dedupe_key) * FROM signals_staging"
+    "  ORDER BY tenant_id, source, dedupe_key, seq),"
+    " stored AS ("
+    "  INSERT INTO signals (" STORE_SIGNAL_COLUMNS ")"
+    "  SELECT tenant_id, connection_id, source, kind, occurred_at, dedupe_key, payload, raw,"
+    "   provenance || jsonb_build_object('ingested_at', now()) FROM firsts"
+    "  ON CONFLICT (tenant_id, source, dedupe_key) DO NOTHING"
+    "  RETURNING tenant_id, source, dedupe_key)"
+    " SELECT f.part, count(*) FROM stored JOIN firsts f USING (tenant_id, source, dedupe_key)"
+    " GROUP BY f.part";
 
 static const char insert_signals_sql[] =
     "INSERT INTO signals (" STORE_SIGNAL_COLUMNS ")"
@@ -97,6 +123,15 @@ static const char complete_delivery_sql[] =
     " lease_owner = NULL, lease_expires_at = NULL, last_error = NULL"
     " WHERE id = $1 AND lease_owner = $2 AND state = 'processing'";
 
+/* Every delivery of a batch finished by one statement; the ids that come
+ * back are those whose lease still held. */
+static const char complete_deliveries_sql[] =
+    "UPDATE webhook_deliveries d SET state = 'processed', processed_at = now(),"
+    " lease_owner = NULL, lease_expires_at = NULL, last_error = NULL"
+    " FROM unnest($1::uuid[], $2::text[]) AS f(id, owner)"
+    " WHERE d.id = f.id AND d.lease_owner = f.owner AND d.state = 'processing'"
+    " RETURNING d.id::text";
+
 static const char select_cursor_sql[] =
     "SELECT value FROM cursors WHERE provider = $1"
     " AND connection_id IS NOT DISTINCT FROM $2::uuid AND stream = $3";
@@ -114,7 +149,9 @@ enum {
     HOT_FENCE_JOB,
     HOT_FENCE_DELIVERY,
     HOT_COMPLETE_DELIVERY,
+    HOT_COMPLETE_DELIVERIES,
     HOT_INSERT_SIGNALS,
+    HOT_INSERT_TAGGED,
     HOT_CLEAR_STAGING,
     HOT_UPSERT_CURSOR,
     N_HOT
@@ -124,7 +161,9 @@ static const hot_statement hot[N_HOT] = {
     [HOT_FENCE_JOB] = {"store_fence_job", fence_sql, 3},
     [HOT_FENCE_DELIVERY] = {"store_fence_delivery", fence_delivery_sql, 3},
     [HOT_COMPLETE_DELIVERY] = {"store_complete_delivery", complete_delivery_sql, 2},
+    [HOT_COMPLETE_DELIVERIES] = {"store_complete_deliveries", complete_deliveries_sql, 2},
     [HOT_INSERT_SIGNALS] = {"store_insert_signals", insert_signals_sql, 0},
+    [HOT_INSERT_TAGGED] = {"store_insert_tagged", insert_tagged_sql, 0},
     [HOT_CLEAR_STAGING] = {"store_clear_staging", clear_staging_sql, 0},
     [HOT_UPSERT_CURSOR] = {"store_upsert_cursor", upsert_cursor_sql, 4},
 };
@@ -420,9 +459,12 @@ int store_query_json(store *st, const char *sql, int n, const char *const *param
     return rc;
 }
 
-/* The job must still be ours; refresh its lease in the same transaction. */
-static int check_fence(PGconn *conn, const store_fence *f, char *err, size_t err_len)
+/* The job or delivery must still be ours; refresh its lease (or finish
+ * the delivery) in the same transaction. A lost lease fails the part
+ * alone: the UPDATE that found nothing changed nothing. */
+static int check_fence(PGconn *conn, store_part *part, char *err, size_t err_len)
 {
+    const store_fence *f = part->fence;
     char lease[16];
     snprintf(lease, sizeof lease, "%d", f->lease_s);
     const char *p[] = {f->job_id, f->owner, lease};
@@ -433,14 +475,77 @@ static int check_fence(PGconn *conn, const store_fence *f, char *err, size_t err
     int rc = exec_hot(conn, which, p, &res, err, err_len);
     if (rc != INGEST_OK)
         return rc;
-    int held = atoi(PQcmdTuples(res)) == 1;
+    if (atoi(PQcmdTuples(res)) != 1)
+        part->status = INGEST_ECANCELED;
     PQclear(res);
-    if (!held) {
-        snprintf(err, err_len, "%s %s: lease lost to another host",
-                 f->kind == FENCE_JOB ? "job" : "delivery", f->job_id);
-        return INGEST_ECANCELED;
-    }
     return INGEST_OK;
+}
+
+static int finishes_delivery(const store_part *p)
+{
+    return p->fence && p->fence->kind == FENCE_DELIVERY && p->fence->complete;
+}
+
+static int live(const store_part *p) { return p->status == INGEST_OK; }
+
+static int held_in(PGresult *res, const char *id)
+{
+    for (int r = 0; r < PQntuples(res); r++) {
+        if (strcmp(PQgetvalue(res, r, 0), id) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* The deliveries the batch finishes, in one UPDATE. */
+static int complete_deliveries(PGconn *conn, store_part **parts, size_t n, char *err,
+                               size_t err_len)
+{
+    char **ids = calloc(n, sizeof *ids), **owners = calloc(n, sizeof *owners);
+    char *id_array = NULL, *owner_array = NULL;
+    size_t m = 0;
+    for (size_t i = 0; ids && owners && i < n; i++) {
+        if (finishes_delivery(parts[i])) {
+            ids[m] = (char *)parts[i]->fence->job_id;
+            owners[m++] = (char *)parts[i]->fence->owner;
+        }
+    }
+    if (ids && owners) {
+        id_array = store_text_array(ids, m);
+        owner_array = store_text_array(owners, m);
+    }
+    free(ids);
+    free(owners);
+    int rc = INGEST_ENOMEM;
+    PGresult *res = NULL;
+    if (id_array && owner_array) {
+        const char *p[] = {id_array, owner_array};
+        rc = exec_hot(conn, HOT_COMPLETE_DELIVERIES, p, &res, err, err_len);
+    } else {
+        snprintf(err, err_len, "out of memory finishing deliveries");
+    }
+    free(id_array);
+    free(owner_array);
+    for (size_t i = 0; rc == INGEST_OK && i < n; i++) {
+        if (finishes_delivery(parts[i]) && !held_in(res, parts[i]->fence->job_id))
+            parts[i]->status = INGEST_ECANCELED;
+    }
+    PQclear(res);
+    return rc;
+}
+
+static int check_fences(PGconn *conn, store_part **parts, size_t n, char *err, size_t err_len)
+{
+    size_t finishing = 0;
+    for (size_t i = 0; i < n; i++)
+        finishing += (size_t)finishes_delivery(parts[i]);
+    int together = finishing >= 2;
+    int rc = together ? complete_deliveries(conn, parts, n, err, err_len) : INGEST_OK;
+    for (size_t i = 0; rc == INGEST_OK && i < n; i++) {
+        if (parts[i]->fence && !(together && finishes_delivery(parts[i])))
+            rc = check_fence(conn, parts[i], err, err_len);
+    }
+    return rc;
 }
 
 int store_copy_in(PGconn *conn, const char *copy_sql, const copy_rows *rows, char *err,
@@ -495,47 +600,133 @@ static int insert_signals(PGconn *conn, const copy_rows *rows, int *inserted, ch
     return exec_hot(conn, HOT_CLEAR_STAGING, NULL, NULL, err, err_len);
 }
 
-static int run_commit(PGconn *conn, store_req *r, char *err, size_t err_len)
+/* Room for the two tags added to a row: tab, part, tab, sequence. */
+#define TAG_MAX 48
+
+static int grow_tagged(writer *w, size_t need)
 {
-    if (r->fence) {
-        int rc = check_fence(conn, r->fence, err, err_len);
-        if (rc != INGEST_OK)
-            return rc;
-    }
-    if (r->rows && r->rows->n_rows > 0) {
-        int rc = insert_signals(conn, r->rows, &r->inserted, err, err_len);
-        if (rc != INGEST_OK)
-            return rc;
-    }
-    if (r->cursor) {
-        const store_cursor *c = r->cursor;
-        const char *p[] = {c->provider, c->connection_id, c->stream, c->value};
-        int rc = exec_hot(conn, HOT_UPSERT_CURSOR, p, NULL, err, err_len);
-        if (rc != INGEST_OK)
-            return rc;
-    }
-    return INGEST_OK;
+    if (need <= w->tagged_cap)
+        return 0;
+    char *p = realloc(w->tagged, need);
+    if (!p)
+        return -1;
+    w->tagged = p;
+    w->tagged_cap = need;
+    return 0;
 }
 
-/* One transaction for the whole batch. Returns 0 if it committed. */
-static int commit_batch(writer *w, store_req **batch, int n, char *err, size_t err_len)
+/* Rows end at a newline (copy_rows escapes those inside data), so the tags
+ * go in before each one. */
+static int tag_rows(writer *w, store_part **parts, size_t n, copy_rows *out)
 {
+    size_t need = 1;
+    for (size_t i = 0; i < n; i++) {
+        if (live(parts[i]) && parts[i]->rows)
+            need += parts[i]->rows->len + parts[i]->rows->n_rows * TAG_MAX;
+    }
+    if (grow_tagged(w, need) < 0)
+        return -1;
+    char *o = w->tagged;
+    long long seq = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!live(parts[i]) || !parts[i]->rows)
+            continue;
+        const char *d = parts[i]->rows->data, *end = d + parts[i]->rows->len;
+        const char *nl;
+        while (d < end && (nl = memchr(d, '\n', (size_t)(end - d)))) {
+            memcpy(o, d, (size_t)(nl - d));
+            o += nl - d;
+            o += sprintf(o, "\t%zu\t%lld\n", i, seq++);
+            d = nl + 1;
+        }
+    }
+    *out = (copy_rows){.data = w->tagged, .len = (size_t)(o - w->tagged), .n_rows = (size_t)seq};
+    return 0;
+}
+
+/* The rows of several parts: one COPY, one INSERT, one DELETE for all. */
+static int insert_tagged(writer *w, store_part **parts, size_t n, char *err, size_t err_len)
+{
+    copy_rows tagged;
+    if (tag_rows(w, parts, n, &tagged) < 0) {
+        snprintf(err, err_len, "out of memory batching signals");
+        return INGEST_ENOMEM;
+    }
+    int rc = store_copy_in(w->conn, copy_tagged_sql, &tagged, err, err_len);
+    PGresult *res = NULL;
+    if (rc == INGEST_OK)
+        rc = exec_hot(w->conn, HOT_INSERT_TAGGED, NULL, &res, err, err_len);
+    if (rc != INGEST_OK)
+        return rc;
+    for (int r = 0; r < PQntuples(res); r++) {
+        size_t part = strtoul(PQgetvalue(res, r, 0), NULL, 10);
+        if (part < n)
+            parts[part]->inserted = atoi(PQgetvalue(res, r, 1));
+    }
+    PQclear(res);
+    return exec_hot(w->conn, HOT_CLEAR_STAGING, NULL, NULL, err, err_len);
+}
+
+static int insert_rows(writer *w, store_part **parts, size_t n, char *err, size_t err_len)
+{
+    size_t with_rows = 0, last = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (live(parts[i]) && parts[i]->rows) {
+            with_rows++;
+            last = i;
+        }
+    }
+    if (with_rows == 0)
+        return INGEST_OK;
+    if (with_rows == 1)
+        return insert_signals(w->conn, parts[last]->rows, &parts[last]->inserted, err, err_len);
+    return insert_tagged(w, parts, n, err, err_len);
+}
+
+static int upsert_cursors(PGconn *conn, store_part **parts, size_t n, char *err, size_t err_len)
+{
+    int rc = INGEST_OK;
+    for (size_t i = 0; rc == INGEST_OK && i < n; i++) {
+        const store_cursor *c = parts[i]->cursor;
+        if (!live(parts[i]) || !c)
+            continue;
+        const char *p[] = {c->provider, c->connection_id, c->stream, c->value};
+        rc = exec_hot(conn, HOT_UPSERT_CURSOR, p, NULL, err, err_len);
+    }
+    return rc;
+}
+
+static void set_status(store_part **parts, size_t n, int status)
+{
+    for (size_t i = 0; i < n; i++)
+        parts[i]->status = status;
+}
+
+/* One transaction for the parts. Returns 0 if it committed (parts whose
+ * lease was lost say so in their status), -1 if nothing did. */
+static int commit_parts(writer *w, store_part **parts, size_t n, char *err, size_t err_len)
+{
+    for (size_t i = 0; i < n; i++)
+        parts[i]->inserted = 0;
+    set_status(parts, n, INGEST_OK);
     if (store_exec_simple(w->conn, "BEGIN") < 0) {
         snprintf(err, err_len, "%s", PQerrorMessage(w->conn));
+        set_status(parts, n, INGEST_EIO);
         return -1;
     }
-    for (int i = 0; i < n; i++) {
-        batch[i]->inserted = 0;
-        batch[i]->status = run_commit(w->conn, batch[i], err, err_len);
-        if (batch[i]->status != INGEST_OK) {
-            store_exec_simple(w->conn, "ROLLBACK");
-            return -1;
-        }
+    int rc = check_fences(w->conn, parts, n, err, err_len);
+    if (rc == INGEST_OK)
+        rc = insert_rows(w, parts, n, err, err_len);
+    if (rc == INGEST_OK)
+        rc = upsert_cursors(w->conn, parts, n, err, err_len);
+    if (rc != INGEST_OK) {
+        store_exec_simple(w->conn, "ROLLBACK");
+        set_status(parts, n, rc);
+        return -1;
     }
     if (store_exec_simple(w->conn, "COMMIT") < 0) {
         snprintf(err, err_len, "%s", PQerrorMessage(w->conn));
-        for (int i = 0; i < n; i++)
-            batch[i]->status = INGEST_EIO;
+        set_status(parts, n, INGEST_EIO);
         return -1;
     }
     return 0;
@@ -544,35 +735,74 @@ static int commit_batch(writer *w, store_req **batch, int n, char *err, size_t e
 /* The staging table is emptied by DELETE in each transaction; its dead
  * rows are cut back by a TRUNCATE now and then (a temp table is never
  * autovacuumed). */
-static void trim_staging(writer *w)
+static void trim_staging(writer *w, store_part **parts, size_t n)
 {
-    if (++w->staged_commits < STAGING_TRUNCATE_EVERY)
+    for (size_t i = 0; i < n; i++)
+        w->staged_rows += parts[i]->rows ? parts[i]->rows->n_rows : 0;
+    if (w->staged_rows < STAGING_DEAD_ROWS_MAX)
         return;
-    w->staged_commits = 0;
+    w->staged_rows = 0;
     if (store_exec_simple(w->conn, "TRUNCATE signals_staging") < 0)
         log_warn("store: cannot truncate signals_staging: %s", PQerrorMessage(w->conn));
+}
+
+/* The parts of every request in the batch, in queue order. */
+static size_t gather_parts(writer *w, store_req **batch, int n)
+{
+    size_t total = 0, k = 0;
+    for (int i = 0; i < n; i++)
+        total += batch[i]->n_parts;
+    if (total > w->parts_cap) {
+        store_part **p = realloc(w->parts, total * sizeof *p);
+        if (!p)
+            return 0;
+        w->parts = p;
+        w->parts_cap = total;
+    }
+    for (int i = 0; i < n; i++) {
+        for (size_t j = 0; j < batch[i]->n_parts; j++)
+            w->parts[k++] = &batch[i]->parts[j];
+    }
+    return k;
+}
+
+/* A request's status: its first failed part's, else OK. */
+static void settle(store_req **batch, int n)
+{
+    for (int i = 0; i < n; i++) {
+        batch[i]->status = INGEST_OK;
+        for (size_t j = 0; j < batch[i]->n_parts && batch[i]->status == INGEST_OK; j++)
+            batch[i]->status = batch[i]->parts[j].status;
+    }
 }
 
 static void process_commits(writer *w, store_req **batch, int n)
 {
     char err[1024] = "";
-    if (commit_batch(w, batch, n, err, sizeof err) == 0) {
-        trim_staging(w);
-        return;
-    }
-    if (PQstatus(w->conn) != CONNECTION_OK) {
+    size_t n_parts = gather_parts(w, batch, n);
+    if (n_parts == 0) {
         for (int i = 0; i < n; i++)
-            batch[i]->status = INGEST_EIO;
-        writer_disconnect(w, err);
+            batch[i]->status = INGEST_ENOMEM;
         return;
     }
-    /* One bad page must not fail its neighbours: retry each on its own. */
-    for (int i = 0; n > 1 && i < n; i++) {
-        if (commit_batch(w, &batch[i], 1, err, sizeof err) < 0)
+    if (commit_parts(w, w->parts, n_parts, err, sizeof err) < 0) {
+        if (PQstatus(w->conn) != CONNECTION_OK) {
+            set_status(w->parts, n_parts, INGEST_EIO);
+            writer_disconnect(w, err);
+            settle(batch, n);
+            return;
+        }
+        /* One bad page must not fail its neighbours: retry each on its own. */
+        for (size_t i = 0; n_parts > 1 && i < n_parts; i++) {
+            if (commit_parts(w, &w->parts[i], 1, err, sizeof err) < 0)
+                log_warn("store: commit failed: %s", err);
+        }
+        if (n_parts == 1)
             log_warn("store: commit failed: %s", err);
     }
-    if (n == 1)
-        log_warn("store: commit failed: %s", err);
+    if (PQstatus(w->conn) == CONNECTION_OK)
+        trim_staging(w, w->parts, n_parts);
+    settle(batch, n);
 }
 
 static void process_cursor_get(writer *w, store_req *r)
@@ -687,6 +917,10 @@ static void *writer_main(void *arg)
         atomic_fetch_sub(&st->connected, 1);
     }
     fail_queued_if_disconnected(st);
+    free(w->parts);
+    free(w->tagged);
+    w->parts = NULL;
+    w->tagged = NULL;
     return NULL;
 }
 
@@ -763,17 +997,32 @@ int store_call(store *st, store_fn fn, void *arg)
 int store_commit_fenced(store *st, const copy_rows *rows, const store_cursor *cursor,
                         const store_fence *fence, int *inserted)
 {
-    store_req r = {.kind = REQ_COMMIT, .cursor = cursor, .fence = fence, .status = INGEST_EIO};
-    if (rows && rows->n_rows > 0)
-        r.rows = rows;
-    if (!r.rows && !cursor && !fence) {
-        if (inserted)
-            *inserted = 0;
-        return INGEST_OK;
-    }
-    int status = submit_and_wait(st, &r);
+    store_part part = {rows, cursor, fence, INGEST_EIO, 0};
+    int status = store_commit_parts(st, &part, 1);
     if (inserted)
-        *inserted = status == INGEST_OK ? r.inserted : 0;
+        *inserted = status == INGEST_OK ? part.inserted : 0;
+    return status;
+}
+
+int store_commit_parts(store *st, store_part *parts, size_t n)
+{
+    size_t pending = 0;
+    for (size_t i = 0; i < n; i++) {
+        parts[i].inserted = 0;
+        if (parts[i].rows && parts[i].rows->n_rows == 0)
+            parts[i].rows = NULL;
+        int empty = !parts[i].rows && !parts[i].cursor && !parts[i].fence;
+        parts[i].status = empty ? INGEST_OK : INGEST_EIO;
+        pending += (size_t)!empty;
+    }
+    if (pending == 0)
+        return INGEST_OK;
+    store_req r = {.kind = REQ_COMMIT, .parts = parts, .n_parts = n, .status = INGEST_EIO};
+    int status = submit_and_wait(st, &r);
+    for (size_t i = 0; !r.done && i < n; i++) {
+        if (parts[i].status != INGEST_OK)
+            parts[i].status = status; /* never reached a writer */
+    }
     return status;
 }
 

@@ -62,6 +62,24 @@ typedef struct store_fence {
 int store_commit_fenced(store *st, const copy_rows *rows, const store_cursor *cursor,
                         const store_fence *fence, int *inserted);
 
+/* One caller's share of a commit: rows, cursor and fence as for
+ * store_commit_fenced (each may be NULL; all borrowed until the call
+ * returns). The store writes status (an ingest_status) and inserted. */
+typedef struct store_part {
+    const copy_rows *rows;
+    const store_cursor *cursor;
+    const store_fence *fence;
+    int status;
+    int inserted;
+} store_part;
+
+/* Commit several parts in one transaction, each standing or falling alone:
+ * a lost lease or bad data in one part fails that part only. Returns
+ * INGEST_OK when every part committed, else the first failed part's
+ * status. Many small parts cost little more than one: their fences,
+ * signals and staging cleanup are each one statement for the lot. */
+int store_commit_parts(store *st, store_part *parts, size_t n);
+
 /* Run fn(conn, arg) on a writer thread's connection and wait for it. fn
  * returns an ingest_status; it must leave the connection idle (no open
  * transaction). INGEST_EIO when the database is unavailable. */
