@@ -52,7 +52,7 @@ extern "C" {
 #endif
 
 #define INGEST_ABI_MAJOR 1
-#define INGEST_ABI_MINOR 1
+#define INGEST_ABI_MINOR 2
 #define INGEST_ABI_MAGIC 0x50474e49u /* "INGP" little-endian */
 
 /* The entry symbol's name carries the ABI major. */
@@ -126,7 +126,14 @@ typedef enum ingest_auth_kind {
     INGEST_AUTH_OAUTH2, /* authorization code flow with refresh */
     INGEST_AUTH_BASIC,  /* username + password (or API token) */
     INGEST_AUTH_AWS,    /* access key id + secret (+ session token), SigV4 */
+    /* (ABI minor 2) Tokens the plugin mints from the connection's app
+     * credentials, e.g. a GitHub App installation token from a JWT signed
+     * with the app's private key: see ingest_plugin.mint_token. */
+    INGEST_AUTH_APP,
 } ingest_auth_kind;
+
+/* A set of auth kinds, for ingest_plugin.auth_kinds_also. */
+#define INGEST_AUTH_BIT(kind) (1u << (unsigned)(kind))
 
 typedef struct ingest_auth_spec {
     ingest_auth_kind kind;
@@ -357,6 +364,28 @@ typedef struct ingest_plugin {
      * with api->set_error() if useful (no secrets in it). `run` is borrowed
      * for the call. Without this callback connections are stored unchecked. */
     int (*check_connection)(ingest_run *run, void *state);
+
+    /* --- ABI minor 2 --------------------------------------------------- */
+
+    /* Further auth kinds a connection of this plugin may use besides
+     * auth.kind, as INGEST_AUTH_BIT(INGEST_AUTH_OAUTH2) | ... (GitHub: a
+     * personal access token, an OAuth app or a GitHub App). A connection's
+     * own auth kind (chosen when it is created) decides which credentials
+     * INGEST_HTTP_AUTH_CONNECTION adds. 0 = auth.kind only. */
+    unsigned auth_kinds_also;
+
+    /* Required when INGEST_AUTH_APP is among the plugin's kinds. Mint a new
+     * access token for the run's connection from its app credentials (read
+     * them with api->secret_get, sign assertions with api->jwt_sign_rs256)
+     * and store it with api->secret_put(run, "access_token", token,
+     * expires_at_us); wipe the token from plugin memory afterwards. The host
+     * calls it on a worker, one call at a time per connection, before a
+     * request with INGEST_HTTP_AUTH_CONNECTION when the stored token is
+     * missing or expires within oauth_refresh_threshold_s, and once after a
+     * 401 from the provider. Return INGEST_EAUTH when the provider refused
+     * the app credentials (the connection becomes needs_reauth), another
+     * negative status for transient failures. `run` is borrowed. */
+    int (*mint_token)(ingest_run *run, void *state);
 } ingest_plugin;
 
 /* ------------------------------------------------------------------------ */
@@ -559,6 +588,22 @@ typedef struct ingest_host_api {
      * has no connection or the plugin declares no such stream (or no sync
      * callback); INGEST_EAGAIN when the request could not be queued. */
     int (*request_sync)(ingest_run *run, const char *stream);
+
+    /* --- Minted credentials (ABI minor 2) -------------------------------
+     * Sign a JSON Web Token with RS256 using the PEM private key held in
+     * secret `key_field` of the run's connection; the key never leaves the
+     * host. The header is {"alg":"RS256","typ":"JWT"}; `claims_json` (a
+     * JSON object text, borrowed) is the payload as given. *jwt is
+     * host-allocated: release it with api->secret_free. INGEST_ENOTFOUND
+     * without that secret, INGEST_EINVAL when it is not an RSA private key
+     * or claims_json is not a JSON object. */
+    int (*jwt_sign_rs256)(ingest_run *run, const char *key_field, const char *claims_json,
+                          char **jwt);
+    /* Store a credential the plugin obtained (encrypted like every secret)
+     * for the run's connection, with its expiry in unix µs (0 = none). For
+     * mint_token; `field` and `value` are copied. */
+    int (*secret_put)(ingest_run *run, const char *field, const char *value,
+                      int64_t expires_at_us);
 } ingest_host_api;
 
 /* True when the host's table is new enough to carry `member` and fills it. */
