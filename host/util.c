@@ -180,15 +180,32 @@ void util_format_time(int64_t us, char out[32])
     snprintf(out + n, 32 - n, ".%06ldZ", frac);
 }
 
+static void format_uuid(const unsigned char b[16], char out[37])
+{
+    char hex[33];
+    to_hex(b, 16, hex);
+    snprintf(out, 37, "%.8s-%.4s-%.4s-%.4s-%.12s", hex, hex + 8, hex + 12, hex + 16, hex + 20);
+}
+
 void util_uuid4(char out[37])
 {
     unsigned char b[16];
     RAND_bytes(b, sizeof b);
     b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
     b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
-    char hex[33];
-    to_hex(b, 16, hex);
-    snprintf(out, 37, "%.8s-%.4s-%.4s-%.4s-%.12s", hex, hex + 8, hex + 12, hex + 16, hex + 20);
+    format_uuid(b, out);
+}
+
+void util_uuid7(char out[37])
+{
+    unsigned char b[16];
+    RAND_bytes(b, sizeof b);
+    uint64_t ms = (uint64_t)(util_now_us() / 1000);
+    for (int i = 0; i < 6; i++)
+        b[i] = (unsigned char)(ms >> (8 * (5 - i)));
+    b[6] = (unsigned char)((b[6] & 0x0f) | 0x70);
+    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
+    format_uuid(b, out);
 }
 
 int util_is_uuid(const char *text)

@@ -23,6 +23,10 @@ void util_format_time(int64_t us, char out[32]);
 
 /* Random version-4 UUID text into out[37]. */
 void util_uuid4(char out[37]);
+/* A version 7 UUID (RFC 9562): unix milliseconds first, then 74 random
+ * bits. Ids made one after the other sort by time, so a B-tree index on
+ * them grows at its right edge instead of at random pages. */
+void util_uuid7(char out[37]);
 /* Non-zero if text is a UUID in canonical 8-4-4-4-12 hex form. */
 int util_is_uuid(const char *text);
 

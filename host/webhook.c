@@ -585,7 +585,7 @@ static inbox_item *make_item(wh_req *w)
     inbox_item *it = calloc(1, sizeof *it);
     if (!it)
         return NULL;
-    util_uuid4(it->id);
+    util_uuid7(it->id);
     it->provider = strdup(w->provider);
     it->delivery_key = delivery_key(w);
     if (w->connection_id[0]) {

@@ -235,6 +235,29 @@ static void test_uuid4_format(void **state)
     }
 }
 
+/* Version 7: the first 48 bits are the unix milliseconds, so ids made in
+ * later milliseconds sort after earlier ones (as text, too). */
+static void test_uuid7_time_ordered(void **state)
+{
+    (void)state;
+    char a[37], b[37];
+    int64_t before_ms = util_now_us() / 1000;
+    util_uuid7(a);
+    assert_true(util_is_uuid(a));
+    assert_int_equal(a[14], '7');
+    assert_non_null(strchr("89ab", a[19]));
+    char hex[13];
+    memcpy(hex, a, 8);
+    memcpy(hex + 8, a + 9, 4);
+    hex[12] = '\0';
+    long long stamped = strtoll(hex, NULL, 16);
+    assert_true(stamped >= before_ms && stamped <= util_now_us() / 1000);
+    usleep(2000);
+    util_uuid7(b);
+    assert_true(strcmp(a, b) < 0);
+    assert_memory_not_equal(a + 19, b + 19, 17); /* the random part differs */
+}
+
 static void test_is_uuid(void **state)
 {
     (void)state;
@@ -480,6 +503,7 @@ int main(void)
         cmocka_unit_test(test_format_time_values),
         cmocka_unit_test(test_format_parse_round_trip),
         cmocka_unit_test(test_uuid4_format),
+        cmocka_unit_test(test_uuid7_time_ordered),
         cmocka_unit_test(test_is_uuid),
         cmocka_unit_test(test_split_trims_and_drops_empty_items),
         cmocka_unit_test(test_split_keeps_inner_blanks),
