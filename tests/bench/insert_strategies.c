@@ -134,9 +134,10 @@ static void buf_reserve(buf *b, size_t more)
     size_t cap = b->cap ? b->cap : 1 << 16;
     while (cap < b->len + more + 1)
         cap *= 2;
-    b->p = realloc(b->p, cap);
-    if (!b->p)
+    char *grown = realloc(b->p, cap);
+    if (!grown)
         die("out of memory");
+    b->p = grown;
     b->cap = cap;
 }
 
@@ -435,11 +436,16 @@ static long values_batch(PGconn *c, const row *r, int n)
     static size_t cap;
     if ((size_t)n * NCOLS > cap) {
         cap = (size_t)n * NCOLS;
-        params = realloc(params, cap * sizeof *params);
+        const char **grown = realloc(params, cap * sizeof *params);
+        if (!grown)
+            die("out of memory");
+        params = grown;
     }
     /* Provenance texts must live until the call: one buffer, offsets. */
     B.len = 0;
     size_t *off = malloc((size_t)n * sizeof *off);
+    if (!off)
+        die("out of memory");
     for (int i = 0; i < n; i++) {
         off[i] = B.len;
         put_prov(&B, &r[i], !O.server_ingested_at);
