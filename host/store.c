@@ -124,7 +124,10 @@ static const char complete_delivery_sql[] =
     " WHERE id = $1 AND lease_owner = $2 AND state = 'processing'";
 
 /* Every delivery of a batch finished by one statement; the ids that come
- * back are those whose lease still held. */
+ * back are those whose lease still held. Not prepared: a generic plan made
+ * while the table was small (a sequential scan and a hash join) would stay
+ * with the connection as the table grows; planned each time, the primary
+ * key is used whatever the statistics say. */
 static const char complete_deliveries_sql[] =
     "UPDATE webhook_deliveries d SET state = 'processed', processed_at = now(),"
     " lease_owner = NULL, lease_expires_at = NULL, last_error = NULL"
@@ -149,7 +152,6 @@ enum {
     HOT_FENCE_JOB,
     HOT_FENCE_DELIVERY,
     HOT_COMPLETE_DELIVERY,
-    HOT_COMPLETE_DELIVERIES,
     HOT_INSERT_SIGNALS,
     HOT_INSERT_TAGGED,
     HOT_CLEAR_STAGING,
@@ -161,7 +163,6 @@ static const hot_statement hot[N_HOT] = {
     [HOT_FENCE_JOB] = {"store_fence_job", fence_sql, 3},
     [HOT_FENCE_DELIVERY] = {"store_fence_delivery", fence_delivery_sql, 3},
     [HOT_COMPLETE_DELIVERY] = {"store_complete_delivery", complete_delivery_sql, 2},
-    [HOT_COMPLETE_DELIVERIES] = {"store_complete_deliveries", complete_deliveries_sql, 2},
     [HOT_INSERT_SIGNALS] = {"store_insert_signals", insert_signals_sql, 0},
     [HOT_INSERT_TAGGED] = {"store_insert_tagged", insert_tagged_sql, 0},
     [HOT_CLEAR_STAGING] = {"store_clear_staging", clear_staging_sql, 0},
@@ -520,7 +521,7 @@ static int complete_deliveries(PGconn *conn, store_part **parts, size_t n, char 
     PGresult *res = NULL;
     if (id_array && owner_array) {
         const char *p[] = {id_array, owner_array};
-        rc = exec_hot(conn, HOT_COMPLETE_DELIVERIES, p, &res, err, err_len);
+        rc = store_exec(conn, complete_deliveries_sql, 2, p, &res, err, err_len);
     } else {
         snprintf(err, err_len, "out of memory finishing deliveries");
     }
