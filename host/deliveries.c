@@ -40,7 +40,8 @@ static const char claim_sql[] =
     " FROM due WHERE d.id = due.id"
     " RETURNING d.id, d.provider, coalesce(d.tenant_id::text, ''),"
     "  coalesce(d.connection_id::text, ''), d.delivery_key, d.content_type, d.body, d.headers,"
-    "  (extract(epoch FROM d.received_at) * 1000000)::bigint, d.attempts";
+    "  (extract(epoch FROM d.received_at) * 1000000)::bigint, d.attempts,"
+    "  coalesce(d.remote_addr, '')";
 
 static const char retry_sql[] =
     "UPDATE webhook_deliveries SET state = 'retrying', lease_owner = NULL,"
@@ -115,6 +116,7 @@ static int read_row(PGresult *res, int r, delivery_row *d)
     d->body = PQunescapeBytea((const unsigned char *)PQgetvalue(res, r, 6), &d->body_len);
     d->received_at_us = strtoll(PQgetvalue(res, r, 8), NULL, 10);
     d->attempts = atoi(PQgetvalue(res, r, 9));
+    snprintf(d->remote_addr, sizeof d->remote_addr, "%s", PQgetvalue(res, r, 10));
     if (!d->delivery_key || !d->body || parse_headers(PQgetvalue(res, r, 7), d) < 0)
         return -1;
     return 0;
@@ -127,7 +129,7 @@ static int claim_provider(PGconn *conn, claim_args *a, const char *provider)
     snprintf(lease, sizeof lease, "%d", a->lease_s);
     const char *p[] = {a->owner, provider, limit, lease};
     PGresult *res = NULL;
-    int rc = store_exec_prepared(conn, "deliveries_claim", claim_sql, 4, p, &res, NULL, 0);
+    int rc = store_exec_prepared(conn, "deliveries_claim_v2", claim_sql, 4, p, &res, NULL, 0);
     if (rc != INGEST_OK)
         return rc;
     for (int r = 0; r < PQntuples(res) && a->n < (size_t)a->limit; r++) {

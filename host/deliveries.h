@@ -23,7 +23,8 @@ typedef struct delivery_row {
     ingest_header *headers; /* names and values owned by the row */
     size_t n_headers;
     int64_t received_at_us;
-    int attempts; /* including this one */
+    int attempts;         /* including this one */
+    char remote_addr[64]; /* "" when unknown */
 } delivery_row;
 
 /* Claim up to `limit` due deliveries (pending or retrying, run_after passed)

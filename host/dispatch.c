@@ -74,6 +74,7 @@ static int run_plugin(hostd *h, delivery_task *t, store_part *part)
         .n_headers = d->n_headers,
         .received_at_us = d->received_at_us,
         .attempt = d->attempts,
+        .remote_addr = d->remote_addr[0] ? d->remote_addr : NULL,
     };
     t->run = run_new(t->inst, delivery.tenant_id, delivery.connection_id, NULL, d->id);
     if (!t->run)

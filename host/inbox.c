@@ -29,9 +29,9 @@
 static const char insert_deliveries_sql[] =
     "WITH input AS ("
     "  SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::uuid[],"
-    "   $6::uuid[], $7::jsonb[], $8::bytea[], $9::text[], $10::timestamptz[]) WITH ORDINALITY"
-    "  AS t(id, provider, scope, delivery_key, tenant_id, connection_id, headers, body,"
-    "   content_type, received_at, ord)),"
+    "   $6::uuid[], $7::jsonb[], $8::bytea[], $9::text[], $10::timestamptz[], $11::text[])"
+    "  WITH ORDINALITY AS t(id, provider, scope, delivery_key, tenant_id, connection_id,"
+    "   headers, body, content_type, received_at, remote_addr, ord)),"
     " firsts AS ("
     "  SELECT DISTINCT ON (scope, delivery_key) * FROM input ORDER BY scope, delivery_key, ord),"
     " keys AS ("
@@ -42,9 +42,10 @@ static const char insert_deliveries_sql[] =
     "  WHERE idempotency_keys.expires_at < now()"
     "  RETURNING delivery_id),"
     " inserted AS (INSERT INTO webhook_deliveries (id, provider, tenant_id, connection_id,"
-    "  delivery_key, headers, body, content_type, received_at)"
+    "  delivery_key, headers, body, content_type, received_at, remote_addr)"
     "  SELECT f.id, f.provider, f.tenant_id, f.connection_id, f.delivery_key, f.headers, f.body,"
-    "   f.content_type, f.received_at FROM firsts f JOIN keys k ON k.delivery_id = f.id"
+    "   f.content_type, f.received_at, f.remote_addr"
+    "  FROM firsts f JOIN keys k ON k.delivery_id = f.id"
     "  RETURNING id)"
     " SELECT i.ord - 1 FROM inserted ins JOIN input i ON i.id = ins.id";
 
@@ -59,6 +60,7 @@ enum {
     COL_BODY,
     COL_CONTENT_TYPE,
     COL_RECEIVED,
+    COL_REMOTE,
     N_COLS
 };
 
@@ -94,6 +96,7 @@ void inbox_item_free(inbox_item *item)
     free(item->headers_json);
     free(item->body);
     free(item->content_type);
+    free(item->remote_addr);
     free(item);
 }
 
@@ -145,6 +148,7 @@ static int render_columns(const batch *b, char **scratch, char *columns[N_COLS])
         col[COL_BODY][i] = *body;
         col[COL_CONTENT_TYPE][i] = it->content_type;
         col[COL_RECEIVED][i] = *received;
+        col[COL_REMOTE][i] = it->remote_addr;
     }
     for (int c = 0; c < N_COLS; c++) {
         columns[c] = rc == 0 ? store_text_array(col[c], b->n) : NULL;

@@ -33,6 +33,7 @@ struct inbox_item {
     unsigned char *body; /* owned */
     size_t body_len;
     char *content_type; /* owned, may be NULL */
+    char *remote_addr;  /* owned, may be NULL: the sender's address */
     int64_t received_at_us;
     inbox_outcome outcome; /* set before done runs */
     inbox_done_fn done;

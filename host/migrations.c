@@ -202,6 +202,9 @@ static const migration migrations[] = {
      * are never deleted while their key lives. */
     {6, "idempotency keys without a foreign key check",
      "ALTER TABLE idempotency_keys DROP CONSTRAINT IF EXISTS idempotency_keys_delivery_id_fkey;"},
+    /* Where a delivery came from, for the provenance of push sources. */
+    {7, "webhook delivery sender address",
+     "ALTER TABLE webhook_deliveries ADD COLUMN remote_addr text;"},
 };
 #define N_MIGRATIONS (sizeof migrations / sizeof migrations[0])
 

@@ -45,8 +45,9 @@ typedef struct wh_req {
     unsigned char *body;
     size_t body_len;
     char *content_type;
-    char *secrets[2];   /* owned; wiped on free */
-    int secrets_cached; /* came from the cache: may be stale after a rotation */
+    char remote_addr[64]; /* the peer's address ("" if unknown) */
+    char *secrets[2];     /* owned; wiped on free */
+    int secrets_cached;   /* came from the cache: may be stale after a rotation */
     int64_t received_us, start_mono_us;
     /* Results of worker steps. */
     int found;
@@ -201,6 +202,18 @@ static int copy_request(wh_req *w)
     return ct && !w->content_type ? -1 : 0;
 }
 
+/* The TCP peer (a proxy's address when one is in front: its forwarding
+ * headers are kept with the delivery's other headers). */
+static void note_peer(wh_req *w)
+{
+    struct evhttp_connection *conn = evhttp_request_get_connection(w->req);
+    char *addr = NULL; /* the connection's own string */
+    ev_uint16_t port = 0;
+    if (conn)
+        evhttp_connection_get_peer(conn, &addr, &port);
+    snprintf(w->remote_addr, sizeof w->remote_addr, "%s", addr ? addr : "");
+}
+
 void webhook_handle(hostd *h, struct evhttp_request *req, const char *path)
 {
     wh_req *w = calloc(1, sizeof *w);
@@ -213,6 +226,7 @@ void webhook_handle(hostd *h, struct evhttp_request *req, const char *path)
     atomic_fetch_add(&h->webhooks_inflight, 1);
     w->received_us = util_now_us();
     w->start_mono_us = util_mono_us();
+    note_peer(w);
     if (!parse_path(path, w->provider, sizeof w->provider, w->connection_id)) {
         httpd_problem(req, 404, "not_found",
                       "use /webhooks/{provider} or /webhooks/{provider}/{connection uuid}", 0);
@@ -597,6 +611,7 @@ static inbox_item *make_item(wh_req *w)
     }
     it->tenant_id = w->tenant_id[0] ? strdup(w->tenant_id) : NULL;
     it->headers_json = headers_json(w);
+    it->remote_addr = w->remote_addr[0] ? strdup(w->remote_addr) : NULL;
     it->content_type = w->content_type ? strdup(w->content_type) : NULL;
     it->body = w->body; /* moved */
     it->body_len = w->body_len;

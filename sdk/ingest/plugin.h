@@ -94,6 +94,12 @@ typedef struct ingest_abi_header {
         INGEST_ABI_MAGIC, INGEST_ABI_MAJOR, INGEST_ABI_MINOR, (uint32_t)sizeof(type)               \
     }
 
+/* True when a struct the host handed over (it says its size in its header)
+ * is new enough to carry `member`. */
+#define INGEST_STRUCT_HAS(ptr, member)                                                             \
+    ((size_t)(ptr)->hdr.struct_size >=                                                             \
+     (size_t)((const char *)&(ptr)->member - (const char *)(ptr)) + sizeof((ptr)->member))
+
 /* An array handed to the host: pointer, element count and element size, so
  * elements may grow in later minors. Fill with INGEST_ARRAY(static_array). */
 #define INGEST_ARRAY(arr) (arr), (sizeof(arr) / sizeof((arr)[0])), sizeof((arr)[0])
@@ -253,6 +259,10 @@ typedef struct ingest_delivery {
     size_t n_headers;
     int64_t received_at_us;
     int attempt;
+    /* ABI minor 2 (check INGEST_STRUCT_HAS(delivery, remote_addr)): the
+     * sender's IP address as the host saw it (a proxy's when one is in
+     * front; its X-Forwarded-For is among the headers), or NULL. */
+    const char *remote_addr;
 } ingest_delivery;
 
 /* A normalized record. Passed by pointer to api->emit(); the host copies it
@@ -370,8 +380,16 @@ typedef struct ingest_plugin {
     /* Further auth kinds a connection of this plugin may use besides
      * auth.kind, as INGEST_AUTH_BIT(INGEST_AUTH_OAUTH2) | ... (GitHub: a
      * personal access token, an OAuth app or a GitHub App). A connection's
-     * own auth kind (chosen when it is created) decides which credentials
-     * INGEST_HTTP_AUTH_CONNECTION adds. 0 = auth.kind only. */
+     * own auth kind (connections.auth_kind, chosen when it is created;
+     * default auth.kind) decides which credentials
+     * INGEST_HTTP_AUTH_CONNECTION adds: those listed there for its kind, and
+     * for INGEST_AUTH_APP "Authorization: Bearer <secret access_token>",
+     * minted by mint_token when missing or about to expire and once after a
+     * 401. A connection of a kind the plugin does not accept gets
+     * INGEST_EUNSUPPORTED. With OAUTH2 among these kinds, fill auth's
+     * authorize_url, token_url, scopes and pkce as an OAUTH2 plugin does.
+     * Kinds unknown to the host are ignored. 0 = auth.kind only (and then
+     * every connection uses auth.kind, whatever it was stored with). */
     unsigned auth_kinds_also;
 
     /* Required when INGEST_AUTH_APP is among the plugin's kinds. Mint a new
@@ -384,7 +402,12 @@ typedef struct ingest_plugin {
      * missing or expires within oauth_refresh_threshold_s, and once after a
      * 401 from the provider. Return INGEST_EAUTH when the provider refused
      * the app credentials (the connection becomes needs_reauth), another
-     * negative status for transient failures. `run` is borrowed. */
+     * negative status for transient failures. Returning INGEST_OK without
+     * storing an access_token counts as a failure (INGEST_EIO). Inside
+     * mint_token, api->http_request must use INGEST_HTTP_AUTH_NONE (the
+     * plugin sets the assertion header itself): INGEST_HTTP_AUTH_CONNECTION
+     * fails with INGEST_ESTATE. A plugin that accepts INGEST_AUTH_APP
+     * without mint_token is refused at load. `run` is borrowed. */
     int (*mint_token)(ingest_run *run, void *state);
 } ingest_plugin;
 
@@ -595,15 +618,31 @@ typedef struct ingest_host_api {
      * host. The header is {"alg":"RS256","typ":"JWT"}; `claims_json` (a
      * JSON object text, borrowed) is the payload as given. *jwt is
      * host-allocated: release it with api->secret_free. INGEST_ENOTFOUND
-     * without that secret, INGEST_EINVAL when it is not an RSA private key
-     * or claims_json is not a JSON object. */
+     * without that secret, INGEST_EINVAL when it is not an unencrypted PEM
+     * RSA private key (PKCS#1 or PKCS#8) of at least 2048 bits, or
+     * claims_json is not a JSON object (at most 64 KiB). */
     int (*jwt_sign_rs256)(ingest_run *run, const char *key_field, const char *claims_json,
                           char **jwt);
     /* Store a credential the plugin obtained (encrypted like every secret)
      * for the run's connection, with its expiry in unix µs (0 = none). For
-     * mint_token; `field` and `value` are copied. */
+     * mint_token; `field` and `value` are copied. Only the run's own
+     * connection, and only if it is a connection of this plugin. `field` is
+     * [a-z0-9_]{1,64}, `value` non-empty (at most 64 KiB). expires_at_us > 0
+     * sets the connection's token expiry (which the host reads as the
+     * access token's); storing "access_token" with 0 clears it; another
+     * field with 0 leaves it. INGEST_EINVAL, INGEST_ENOTFOUND (no such
+     * connection of this plugin, or no connection), INGEST_EIO. */
     int (*secret_put)(ingest_run *run, const char *field, const char *value,
                       int64_t expires_at_us);
+
+    /* --- Connection settings (ABI minor 2) ------------------------------
+     * The run's connection's own settings, as given when it was created
+     * (REST POST /connections "config", e.g. {"repositories": ["a/b"]}):
+     * *json is a host-allocated JSON object text ("{}" when there are
+     * none; free with api->free). Read it once per job or delivery; it
+     * blocks on the store. INGEST_ENOTFOUND when the run has no
+     * connection. */
+    int (*connection_config)(ingest_run *run, char **json);
 } ingest_host_api;
 
 /* True when the host's table is new enough to carry `member` and fills it. */

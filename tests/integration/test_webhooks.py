@@ -300,6 +300,10 @@ def test_per_connection_secret_and_tenant(daemon_factory, pg_cluster, db_url):
     wait_processed(pg_cluster, db_url, "hook_hmac", 1)
     rows = signals(pg_cluster, db_url, "hook_hmac")
     assert [(r[2], r[3]) for r in rows] == [(tenant, cid)]
+    # the sender's address reaches the plugin (ingest_delivery.remote_addr)
+    assert q(pg_cluster, db_url, "SELECT remote_addr FROM webhook_deliveries") == [("127.0.0.1",)]
+    prov = q(pg_cluster, db_url, "SELECT provenance FROM signals WHERE source = 'hook_hmac'")
+    assert prov[0][0]["remote_addr"] == "127.0.0.1", prov
     # the same delivery id on another connection is not a duplicate (scoped keys)
     other = connection_add(d, "hook_hmac", {"webhook_secret": conn_secret}, tenant=tenant)
     for p in (path, f"/webhooks/hook_hmac/{other}"):

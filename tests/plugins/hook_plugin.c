@@ -100,14 +100,19 @@ static int hook_handle(ingest_run *run, void *state, const ingest_delivery *d)
         json_object_object_get_ex(body, "event", &v) ? json_object_get_string(v) : "unknown";
     char kind[160];
     snprintf(kind, sizeof kind, "hook.%s", event);
+    json_object *prov = json_object_new_object();
+    if (INGEST_STRUCT_HAS(d, remote_addr) && d->remote_addr)
+        json_object_object_add(prov, "remote_addr", json_object_new_string(d->remote_addr));
     ingest_signal sig = {.hdr = INGEST_ABI_HEADER(ingest_signal),
                          .kind = kind,
                          .dedupe_key = d->delivery_id,
                          .occurred_at_us = d->received_at_us,
                          .payload_json =
                              json_object_to_json_string_ext(body, JSON_C_TO_STRING_PLAIN),
-                         .source_type = "webhook"};
+                         .source_type = "webhook",
+                         .provenance_json = json_object_to_json_string(prov)};
     int rc = fail ? INGEST_EIO : api->emit(run, &sig);
+    json_object_put(prov);
     json_object_put(body);
     return rc;
 }
