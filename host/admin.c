@@ -6,7 +6,9 @@
 
 #include "connections.h"
 #include "deadletters.h"
+#include "instance.h"
 #include "log.h"
+#include "registry.h"
 #include "secrets.h"
 #include "util.h"
 
@@ -26,11 +28,42 @@ static json_object *get_obj(json_object *o, const char *key)
     return v;
 }
 
+/* The kind to store: the one asked for, which must be a known kind and,
+ * when the provider's plugin is loaded, one it accepts; else the plugin's
+ * own kind ("token" while it is not loaded, as before ABI minor 2). NULL
+ * with a reason in err. */
+static const char *connection_kind(hostd *h, const char *provider, const char *asked, char *err,
+                                   size_t err_len)
+{
+    ingest_auth_kind kind = INGEST_AUTH_TOKEN;
+    if (asked && instance_auth_kind_parse(asked, &kind) < 0) {
+        snprintf(err, err_len, "auth_kind must be one of none, token, oauth2, basic, aws, app");
+        return NULL;
+    }
+    instance *inst = h->plugins ? registry_acquire(h->plugins, provider) : NULL;
+    int ok = 1;
+    if (inst && !asked) {
+        kind = inst->desc.auth.kind;
+    } else if (inst && !instance_accepts_auth(inst, kind)) {
+        char accepted[128];
+        instance_auth_kinds_text(inst, accepted, sizeof accepted);
+        snprintf(err, err_len, "provider %s does not accept auth_kind %s (it accepts: %s)",
+                 provider, asked, accepted);
+        ok = 0;
+    }
+    if (inst)
+        instance_release(inst);
+    const char *name = instance_auth_kind_name(kind);
+    if (ok && !name)
+        snprintf(err, err_len, "provider %s declares an auth kind this host does not know",
+                 provider);
+    return ok ? name : NULL;
+}
+
 json_object *admin_connection_add(hostd *h, json_object *req, char *err, size_t err_len)
 {
     const char *tenant = get_str(req, "tenant_id");
     const char *provider = get_str(req, "provider");
-    const char *auth_kind = get_str(req, "auth_kind");
     json_object *secrets = get_obj(req, "secrets");
     json_object *any = NULL;
     if (!util_is_uuid(tenant)) {
@@ -45,14 +78,17 @@ json_object *admin_connection_add(hostd *h, json_object *req, char *err, size_t 
         snprintf(err, err_len, "secrets must be an object of field: \"value\"");
         return NULL;
     }
+    const char *auth_kind = connection_kind(h, provider, get_str(req, "auth_kind"), err, err_len);
+    if (!auth_kind)
+        return NULL;
     char id[37] = "";
     int rc = secrets_create_connection(h->store, atomic_load(&h->keyring), tenant, provider,
-                                       auth_kind ? auth_kind : "token", get_str(req, "name"),
-                                       get_obj(req, "config"), secrets, id, err, err_len);
+                                       auth_kind, get_str(req, "name"), get_obj(req, "config"),
+                                       secrets, id, err, err_len);
     if (rc != INGEST_OK)
         return NULL;
     log_write(INGEST_LOG_INFO, &(log_fields){.plugin = provider, .tenant = tenant},
-              "connection %s created with %d encrypted secret(s)", id,
+              "connection %s (%s) created with %d encrypted secret(s)", id, auth_kind,
               secrets ? json_object_object_length(secrets) : 0);
     json_object *out = json_object_new_object();
     json_object_object_add(out, "id", json_object_new_string(id));

@@ -7,12 +7,15 @@
 #include <string.h>
 
 #include "api_http.h"
+#include "connection_config.h"
 #include "crypto.h"
 #include "instance.h"
+#include "jwt.h"
 #include "log.h"
 #include "metrics.h"
 #include "run.h"
 #include "scheduler.h"
+#include "secrets.h"
 #include "sync_scheduler.h"
 #include "util.h"
 
@@ -121,6 +124,74 @@ static int api_secret_get(ingest_run *run, const char *field, char **value)
 
 static void api_secret_free(char *value) { crypto_wipe_free(value, 0); }
 
+static void api_warn(ingest_run *run, const char *fmt, ...) INGEST_PRINTF(2, 3);
+static void api_warn(ingest_run *run, const char *fmt, ...)
+{
+    log_fields f = {.plugin = run_instance(run)->name,
+                    .tenant = run_tenant(run),
+                    .job = run_job(run),
+                    .delivery = run_delivery(run)};
+    va_list ap;
+    va_start(ap, fmt);
+    log_writev(INGEST_LOG_WARN, &f, fmt, ap);
+    va_end(ap);
+}
+
+/* The key is read and used here, so it never reaches plugin memory. */
+static int api_jwt_sign_rs256(ingest_run *run, const char *key_field, const char *claims_json,
+                              char **jwt)
+{
+    if (!jwt)
+        return INGEST_EINVAL;
+    *jwt = NULL;
+    if (!run || !key_field || !*key_field || !claims_json)
+        return INGEST_EINVAL;
+    char *key = NULL;
+    int rc = run_secret_get(run, key_field, &key);
+    if (rc != INGEST_OK)
+        return rc;
+    char err[256] = "";
+    rc = jwt_sign_rs256(key, strlen(key), claims_json, jwt, err, sizeof err);
+    crypto_wipe_free(key, 0);
+    if (rc != INGEST_OK)
+        api_warn(run, "jwt_sign_rs256 with secret %.64s of connection %s: %s", key_field,
+                 run_connection(run), err);
+    return rc;
+}
+
+/* Field names as the REST API and the store spell them. */
+static int field_name_ok(const char *field)
+{
+    size_t n = field ? strlen(field) : 0;
+    if (n == 0 || n > 64)
+        return 0;
+    for (const char *p = field; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_'))
+            return 0;
+    return 1;
+}
+
+/* Only the run's own connection, and only if it is this plugin's: the
+ * store checks the provider in the same transaction that writes. */
+static int api_secret_put(ingest_run *run, const char *field, const char *value,
+                          int64_t expires_at_us)
+{
+    if (!run || !field_name_ok(field) || !value || !*value || strlen(value) > 65536 ||
+        expires_at_us < 0)
+        return INGEST_EINVAL;
+    const char *connection = run_connection(run);
+    if (!connection)
+        return INGEST_ENOTFOUND;
+    instance *inst = run_instance(run);
+    hostd *h = inst->host;
+    char err[256] = "";
+    int rc = secrets_put_owned(h->store, atomic_load(&h->keyring), inst->name, connection, field,
+                               value, expires_at_us, err, sizeof err);
+    if (rc != INGEST_OK)
+        api_warn(run, "secret_put of %s for connection %s failed: %s", field, connection, err);
+    return rc;
+}
+
 static int api_request_sync(ingest_run *run, const char *stream)
 {
     if (!run)
@@ -130,6 +201,14 @@ static int api_request_sync(ingest_run *run, const char *stream)
     if (!connection || !inst->desc.sync || (stream && !instance_has_stream(inst, stream)))
         return INGEST_ENOTFOUND;
     return sync_scheduler_request(inst->host, connection, stream) == 0 ? INGEST_OK : INGEST_EAGAIN;
+}
+
+static int api_connection_config(ingest_run *run, char **json)
+{
+    if (!json)
+        return INGEST_EINVAL;
+    *json = NULL;
+    return run ? connection_config_get(run, json) : INGEST_EINVAL;
 }
 
 static const ingest_host_api table = {
@@ -163,6 +242,9 @@ static const ingest_host_api table = {
     .url_with_param = api_url_with_param,
     .retry_after = api_retry_after,
     .request_sync = api_request_sync,
+    .jwt_sign_rs256 = api_jwt_sign_rs256,
+    .secret_put = api_secret_put,
+    .connection_config = api_connection_config,
 };
 
 const ingest_host_api *api_table(void) { return &table; }

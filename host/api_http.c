@@ -16,6 +16,7 @@
 #include "pagination.h"
 #include "run.h"
 #include "secrets.h"
+#include "util.h"
 
 /* The plugin's ingest_http_response is the first member, so the pointer
  * it gets back is the box's and http_response_free finds the rest. */
@@ -66,13 +67,67 @@ static int read_secret(ingest_run *run, const char *field, char **value, char *e
                        value, err, len);
 }
 
-/* "Bearer <token>" from the secret the plugin's auth kind names. */
-static int bearer(ingest_run *run, ingest_auth_kind kind, char **out, char *err, size_t len)
+/* Renew the connection's OAuth2 or app token (force: after a 401), then
+ * re-read the run's cached expiry, which the renewal moved. */
+static int renew(ingest_run *run, ingest_auth_kind kind, int force, char *err, size_t len)
+{
+    instance *inst = run_instance(run);
+    int rc = kind == INGEST_AUTH_APP
+                 ? oauth_ensure_minted(inst->host, run, force, err, len)
+                 : oauth_ensure_fresh(inst->host, inst, run_connection(run), force, err, len);
+    ingest_auth_kind again;
+    int64_t expires_us;
+    if (rc == INGEST_OK)
+        run_connection_auth(run, 1, &again, &expires_us, NULL, 0);
+    return rc;
+}
+
+/* Renew a token that is due. A transient failure while the token still
+ * has a little life left is no reason to fail the request: it is used, and
+ * the next request tries again. */
+static int renew_due(ingest_run *run, ingest_auth_kind kind, int64_t expires_us, char *err,
+                     size_t len)
+{
+    int rc = renew(run, kind, 0, err, len);
+    if (rc == INGEST_OK || rc == INGEST_EAUTH || expires_us <= util_now_us())
+        return rc;
+    log_fields f = {
+        .plugin = run_instance(run)->name, .tenant = run_tenant(run), .job = run_job(run)};
+    log_write(INGEST_LOG_WARN, &f,
+              "renewing the token of connection %s failed (%s); using the current one until it "
+              "expires",
+              run_connection(run), err[0] ? err : "unknown");
+    err[0] = '\0';
+    return INGEST_OK;
+}
+
+/* The token of an OAuth2 or app connection, renewed first when the run's
+ * cached expiry says it is due (no store round trip otherwise); an app
+ * connection without a token yet gets its first one minted. */
+static int fresh_token(ingest_run *run, ingest_auth_kind kind, int64_t expires_us, char **token,
+                       char *err, size_t len)
+{
+    int rc = oauth_token_due(run_instance(run)->host, expires_us)
+                 ? renew_due(run, kind, expires_us, err, len)
+                 : INGEST_OK;
+    if (rc == INGEST_OK)
+        rc = read_secret(run, "access_token", token, err, len);
+    if (rc == INGEST_ENOTFOUND && kind == INGEST_AUTH_APP) {
+        rc = renew(run, kind, 0, err, len);
+        if (rc == INGEST_OK)
+            rc = read_secret(run, "access_token", token, err, len);
+    }
+    return rc;
+}
+
+/* "Bearer <token>" from the secret the connection's auth kind names. */
+static int bearer(ingest_run *run, ingest_auth_kind kind, int64_t expires_us, char **out, char *err,
+                  size_t len)
 {
     char *token = NULL;
     int rc;
-    if (kind == INGEST_AUTH_OAUTH2) {
-        rc = read_secret(run, "access_token", &token, err, len);
+    if (kind == INGEST_AUTH_OAUTH2 || kind == INGEST_AUTH_APP) {
+        rc = fresh_token(run, kind, expires_us, &token, err, len);
     } else {
         rc = read_secret(run, "token", &token, err, len);
         if (rc == INGEST_ENOTFOUND)
@@ -103,21 +158,30 @@ static int basic(ingest_run *run, char **out, char *err, size_t len)
     return rc;
 }
 
-/* Fetch the connection's credentials for the plugin's auth kind. */
+/* Fetch the credentials of the connection's own auth kind (looked up once
+ * per run): one plugin may have token, OAuth2 and app connections. */
 static int connection_credentials(ingest_run *run, auth_parts *a, char *err, size_t len)
 {
-    if (!run_connection(run))
-        return snprintf(err, len, "this run has no connection, so no credentials"),
-               INGEST_ENOTFOUND;
-    ingest_auth_kind kind = run_instance(run)->desc.auth.kind;
+    if (run_minting(run))
+        return snprintf(err, len,
+                        "mint_token cannot use INGEST_HTTP_AUTH_CONNECTION: the connection's "
+                        "token is what it is minting"),
+               INGEST_ESTATE;
+    ingest_auth_kind kind;
+    int64_t expires_us;
+    int rc = run_connection_auth(run, 0, &kind, &expires_us, err, len);
+    if (rc != INGEST_OK)
+        return rc;
     switch (kind) {
     case INGEST_AUTH_OAUTH2:
     case INGEST_AUTH_TOKEN:
-        return bearer(run, kind, &a->authorization, err, len);
+    case INGEST_AUTH_APP:
+        return bearer(run, kind, expires_us, &a->authorization, err, len);
     case INGEST_AUTH_BASIC:
         return basic(run, &a->userpwd, err, len);
     default:
-        snprintf(err, len, "AUTH_CONNECTION is not available for this plugin's auth kind");
+        snprintf(err, len, "AUTH_CONNECTION does not support connections of auth kind %s",
+                 instance_auth_kind_name(kind) ? instance_auth_kind_name(kind) : "unknown");
         return INGEST_EUNSUPPORTED;
     }
 }
@@ -190,21 +254,28 @@ static int perform_with_auth(ingest_run *run, const ingest_http_request *req, ht
     return rc;
 }
 
+/* A 401 to a token the host can renew: the connection's kind (already
+ * looked up by the request) is OAuth2 or app. */
 static int refreshable(ingest_run *run, const ingest_http_request *req, int rc,
-                       const http_response *r)
+                       const http_response *r, ingest_auth_kind *kind)
 {
+    int64_t expires_us;
     return rc == INGEST_OK && r->status == 401 && req->auth == INGEST_HTTP_AUTH_CONNECTION &&
-           run_instance(run)->desc.auth.kind == INGEST_AUTH_OAUTH2;
+           run_connection_auth(run, 0, kind, &expires_us, NULL, 0) == INGEST_OK &&
+           (*kind == INGEST_AUTH_OAUTH2 || *kind == INGEST_AUTH_APP);
 }
 
-/* The provider refused the access token: force one refresh, retry once. */
-static int refresh_and_retry(ingest_run *run, const ingest_http_request *req, http_response *out)
+/* The provider refused the access token: force one refresh (or mint),
+ * retry once. */
+static int refresh_and_retry(ingest_run *run, ingest_auth_kind kind, const ingest_http_request *req,
+                             http_response *out)
 {
     instance *inst = run_instance(run);
     log_fields f = {.plugin = inst->name, .tenant = run_tenant(run), .job = run_job(run)};
-    log_write(INGEST_LOG_INFO, &f, "HTTP 401 with the connection's token: refreshing it once");
+    log_write(INGEST_LOG_INFO, &f, "HTTP 401 with the connection's token: %s it once",
+              kind == INGEST_AUTH_APP ? "minting a new one" : "refreshing");
     char err[256] = "";
-    int rc = oauth_ensure_fresh(inst->host, inst, run_connection(run), 1, err, sizeof err);
+    int rc = renew(run, kind, 1, err, sizeof err);
     if (rc != INGEST_OK) {
         log_write(INGEST_LOG_WARN, &f, "token refresh failed: %s", err[0] ? err : "unknown");
         snprintf(out->error, sizeof out->error, "token refresh failed: %.200s", err);
@@ -248,8 +319,9 @@ int api_http_request(ingest_run *run, const ingest_http_request *req, ingest_htt
         return INGEST_ENOMEM;
     }
     int rc = perform_with_auth(run, &r, &box->inner);
-    if (refreshable(run, &r, rc, &box->inner))
-        rc = refresh_and_retry(run, &r, &box->inner);
+    ingest_auth_kind kind;
+    if (refreshable(run, &r, rc, &box->inner, &kind))
+        rc = refresh_and_retry(run, kind, &r, &box->inner);
     if (rc == INGEST_OK && box->inner.status == 401 && r.auth == INGEST_HTTP_AUTH_CONNECTION)
         rc = INGEST_EAUTH; /* the host's credentials were refused: not the plugin's to fix */
     if (rc == INGEST_ERATELIMITED)

@@ -85,7 +85,10 @@ static const command commands[] = {
     {"connection-add", "connection_add",
      "PROVIDER --tenant UUID [--name N] [--auth-kind K] [--config-json JSON]: create a "
      "connection;\n"
-     "           its secrets are read from stdin as a JSON object {\"field\": \"value\"}",
+     "           its secrets are read from stdin as a JSON object {\"field\": \"value\"}\n"
+     "           (K: none, token, oauth2, basic, aws or app, one the plugin accepts;\n"
+     "           default: the plugin's own kind; app takes app_id, installation_id and\n"
+     "           private_key)",
      1, build_connection_add, print_connection},
     {"rotate-key", "rotate_key", "re-encrypt every stored secret under the current key", 0, NULL,
      print_rotate},

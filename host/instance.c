@@ -108,3 +108,65 @@ int instance_has_stream(const instance *inst, const char *name)
     }
     return 0;
 }
+
+/* Indexed by ingest_auth_kind. */
+static const char *const auth_kind_names[] = {"none", "token", "oauth2", "basic", "aws", "app"};
+#define N_AUTH_KINDS (sizeof auth_kind_names / sizeof auth_kind_names[0])
+
+const char *instance_auth_kind_name(ingest_auth_kind kind)
+{
+    return (unsigned)kind < N_AUTH_KINDS ? auth_kind_names[kind] : NULL;
+}
+
+int instance_auth_kind_parse(const char *name, ingest_auth_kind *kind)
+{
+    for (size_t i = 0; name && i < N_AUTH_KINDS; i++)
+        if (strcmp(name, auth_kind_names[i]) == 0) {
+            *kind = (ingest_auth_kind)i;
+            return 0;
+        }
+    return -1;
+}
+
+unsigned instance_auth_kinds(const instance *inst)
+{
+    unsigned primary =
+        (unsigned)inst->desc.auth.kind < N_AUTH_KINDS ? INGEST_AUTH_BIT(inst->desc.auth.kind) : 0;
+    return (primary | inst->desc.auth_kinds_also) & INSTANCE_AUTH_KNOWN;
+}
+
+int instance_accepts_auth(const instance *inst, ingest_auth_kind kind)
+{
+    return (unsigned)kind < N_AUTH_KINDS && (instance_auth_kinds(inst) & INGEST_AUTH_BIT(kind));
+}
+
+void instance_auth_kinds_text(const instance *inst, char *out, size_t out_len)
+{
+    unsigned kinds = instance_auth_kinds(inst);
+    const char *primary = instance_auth_kind_name(inst->desc.auth.kind);
+    size_t n = (size_t)snprintf(out, out_len, "%s", primary ? primary : "");
+    for (size_t i = 0; i < N_AUTH_KINDS && n < out_len; i++)
+        if ((kinds & INGEST_AUTH_BIT(i)) && i != (size_t)inst->desc.auth.kind)
+            n += (size_t)snprintf(out + n, out_len - n, "%s%s", n ? ", " : "", auth_kind_names[i]);
+}
+
+int instance_connection_auth(const instance *inst, const char *stored, ingest_auth_kind *kind,
+                             char *err, size_t err_len)
+{
+    ingest_auth_kind k;
+    if (instance_auth_kind_parse(stored, &k) == 0 && instance_accepts_auth(inst, k)) {
+        *kind = k;
+        return INGEST_OK;
+    }
+    if (inst->desc.auth_kinds_also == 0) {
+        *kind = inst->desc.auth.kind;
+        return INGEST_OK;
+    }
+    if (err && err_len) {
+        char accepted[128];
+        instance_auth_kinds_text(inst, accepted, sizeof accepted);
+        snprintf(err, err_len, "the connection's auth kind '%.32s' is not one %s accepts (%s)",
+                 stored ? stored : "", inst->name, accepted);
+    }
+    return INGEST_EUNSUPPORTED;
+}

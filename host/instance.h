@@ -73,4 +73,27 @@ const ingest_stream *instance_stream(const instance *inst, size_t i);
 /* Whether the plugin declares a stream of that name. */
 int instance_has_stream(const instance *inst, const char *name);
 
+/* Auth kinds. A connection's kind is stored by name in connections.auth_kind:
+ * "none", "token", "oauth2", "basic", "aws", "app". */
+#define INSTANCE_AUTH_KNOWN (INGEST_AUTH_BIT(INGEST_AUTH_APP + 1) - 1u)
+
+/* The stored name of a kind; NULL for a kind this host does not know. */
+const char *instance_auth_kind_name(ingest_auth_kind kind);
+/* The kind of a stored name: 0, or -1 for NULL or an unknown name. */
+int instance_auth_kind_parse(const char *name, ingest_auth_kind *kind);
+/* The kinds a connection of this plugin may use: auth.kind plus
+ * auth_kinds_also, as a set of INGEST_AUTH_BIT()s. */
+unsigned instance_auth_kinds(const instance *inst);
+int instance_accepts_auth(const instance *inst, ingest_auth_kind kind);
+/* Those kinds' names, comma-separated, auth.kind first ("token, oauth2"). */
+void instance_auth_kinds_text(const instance *inst, char *out, size_t out_len);
+/* The kind a connection whose stored auth_kind is `stored` uses with this
+ * plugin: the stored one when the plugin accepts it. A plugin that declares
+ * one kind only (no auth_kinds_also) always uses its auth.kind, as hosts
+ * before ABI minor 2 did whatever the row said. INGEST_EUNSUPPORTED, with a
+ * reason in err (may be NULL), when the plugin accepts several kinds but not
+ * that one. */
+int instance_connection_auth(const instance *inst, const char *stored, ingest_auth_kind *kind,
+                             char *err, size_t err_len);
+
 #endif

@@ -142,6 +142,43 @@ static ingest_entry_fn find_entry(void *dl, char *err, size_t err_len)
     return NULL;
 }
 
+/* Whether a descriptor of `size` bytes holds the whole member. */
+#define DESC_COVERS(size, member)                                                                  \
+    ((size) >= offsetof(ingest_plugin, member) + sizeof(((ingest_plugin *)0)->member))
+
+/* Members the plugin's descriptor ends inside of read as zero, not as the
+ * first bytes of a half-copied pointer. */
+static void zero_uncovered(ingest_plugin *c, uint32_t size)
+{
+    if (!DESC_COVERS(size, auth_kinds_also))
+        c->auth_kinds_also = 0;
+    if (!DESC_COVERS(size, mint_token))
+        c->mint_token = NULL;
+}
+
+/* ABI minor 2 auth kinds. Kinds this host does not know (a newer minor's)
+ * are dropped so the plugin still serves the ones it shares with us; app
+ * connections cannot work without a mint_token callback, so such a plugin
+ * is refused before anyone creates one. */
+static int check_auth_kinds(instance *inst, char *err, size_t err_len)
+{
+    ingest_plugin *c = &inst->desc;
+    if (c->auth_kinds_also & ~INSTANCE_AUTH_KNOWN) {
+        log_write(INGEST_LOG_WARN, &(log_fields){.plugin = inst->name},
+                  "auth_kinds_also has kinds this host does not know (0x%x): ignored",
+                  c->auth_kinds_also & ~INSTANCE_AUTH_KNOWN);
+        c->auth_kinds_also &= INSTANCE_AUTH_KNOWN;
+    }
+    if (instance_accepts_auth(inst, INGEST_AUTH_APP) && !c->mint_token) {
+        snprintf(err, err_len,
+                 "descriptor declares auth kind app%s but no mint_token callback: app "
+                 "connections would have no way to get a token",
+                 c->auth.kind == INGEST_AUTH_APP ? "" : " (in auth_kinds_also)");
+        return -1;
+    }
+    return 0;
+}
+
 /* Check the header and copy the descriptor by its declared size. */
 static int take_descriptor(instance *inst, const ingest_plugin *d, char *err, size_t err_len)
 {
@@ -168,6 +205,7 @@ static int take_descriptor(instance *inst, const ingest_plugin *d, char *err, si
     size_t take = d->hdr.struct_size < sizeof inst->desc ? d->hdr.struct_size : sizeof inst->desc;
     memset(&inst->desc, 0, sizeof inst->desc);
     memcpy(&inst->desc, d, take);
+    zero_uncovered(&inst->desc, d->hdr.struct_size);
     const ingest_plugin *c = &inst->desc;
     if (!c->name || strcmp(c->name, inst->name) != 0) {
         snprintf(err, err_len, "descriptor name '%s' does not match file name ingest_%s.so",
@@ -186,6 +224,8 @@ static int take_descriptor(instance *inst, const ingest_plugin *d, char *err, si
         snprintf(err, err_len, "descriptor declares streams without an element size");
         return -1;
     }
+    if (check_auth_kinds(inst, err, err_len) < 0)
+        return -1;
     inst->version = strdup(c->version);
     inst->description = c->description ? strdup(c->description) : NULL;
     return inst->version ? 0 : -1;

@@ -1,5 +1,7 @@
-/* oauth_refresh.c — keeps OAuth2 access tokens fresh, one refresh per
- * connection at a time.
+/* oauth_refresh.c — keeps access tokens fresh, one renewal per connection
+ * at a time: OAuth2 connections by the refresh grant, app connections
+ * (INGEST_AUTH_APP) by the plugin's mint_token. Both share the single-flight
+ * table, the connection-state checks, needs_reauth and the metric.
  *
  * Why single-flight: providers that rotate refresh tokens (Atlassian, Slack,
  * GitLab, GitHub Apps) accept a refresh token once; a second concurrent
@@ -25,6 +27,7 @@
 #include <time.h>
 
 #include "log.h"
+#include "run.h"
 #include "secrets.h"
 #include "util.h"
 
@@ -59,6 +62,8 @@ struct oauth_refresher {
 typedef struct conn_state {
     char status[32];
     char reason[256];
+    char auth_kind[32]; /* as stored */
+    int has_token;      /* an "access_token" secret exists */
     int expires_known;
     long long expires_in_s; /* seconds left (negative: already expired) */
 } conn_state;
@@ -80,12 +85,16 @@ typedef struct refresh_job {
     int force;
     char *err;
     size_t err_len;
+    ingest_auth_kind kind; /* OAUTH2 or APP: connections of another kind are left alone */
+    ingest_run *run;       /* APP: the caller's run, handed to mint_token */
 } refresh_job;
 
 static const char read_state_sql[] =
     "SELECT status, coalesce(status_reason, ''), token_expires_at IS NOT NULL,"
-    " coalesce(floor(extract(epoch FROM token_expires_at - now()))::bigint, 0)"
-    " FROM connections WHERE id = $1 AND provider = $2";
+    " coalesce(floor(extract(epoch FROM token_expires_at - now()))::bigint, 0), auth_kind,"
+    " EXISTS (SELECT 1 FROM connection_secrets s WHERE s.connection_id = c.id"
+    " AND s.field = 'access_token')"
+    " FROM connections c WHERE id = $1 AND provider = $2";
 
 /* Only an active connection is marked: a disabled one stays disabled. */
 static const char needs_reauth_sql[] =
@@ -150,13 +159,20 @@ static const char *token_url_of(const instance *inst)
     return over && *over ? over : inst->desc.auth.token_url;
 }
 
-static void count_outcome(hostd *h, const instance *inst, const char *outcome)
+static const char *kind_word(const refresh_job *j)
+{
+    return j->kind == INGEST_AUTH_APP ? "app" : "oauth";
+}
+
+static void count_outcome(const refresh_job *j, const char *outcome)
 {
     char labels[256];
-    snprintf(labels, sizeof labels, "provider=\"%s\",outcome=\"%s\"", inst->name, outcome);
-    ingest_metric *m = metrics_register(h->metrics, METRIC_COUNTER, "ingest_token_refreshes_total",
-                                        "OAuth2 token refreshes by provider and outcome", labels,
-                                        h->oauth, NULL, 0);
+    snprintf(labels, sizeof labels, "provider=\"%s\",kind=\"%s\",outcome=\"%s\"", j->inst->name,
+             j->kind == INGEST_AUTH_APP ? "app" : "oauth2", outcome);
+    ingest_metric *m = metrics_register(
+        j->h->metrics, METRIC_COUNTER, "ingest_token_refreshes_total",
+        "Access token renewals (OAuth2 refresh, app mint) by provider, kind and outcome", labels,
+        j->h->oauth, NULL, 0);
     if (m)
         metrics_add(m, 1);
 }
@@ -208,6 +224,8 @@ static int read_state_fn(PGconn *conn, void *arg)
         snprintf(a->out->reason, sizeof a->out->reason, "%s", PQgetvalue(res, 0, 1));
         a->out->expires_known = PQgetvalue(res, 0, 2)[0] == 't';
         a->out->expires_in_s = atoll(PQgetvalue(res, 0, 3));
+        snprintf(a->out->auth_kind, sizeof a->out->auth_kind, "%s", PQgetvalue(res, 0, 4));
+        a->out->has_token = PQgetvalue(res, 0, 5)[0] == 't';
     }
     PQclear(res);
     return rc;
@@ -245,11 +263,11 @@ static int mark_needs_reauth(const refresh_job *j, const char *reason)
     int rc = store_call(j->h->store, needs_reauth_fn, &a);
     log_fields f = {.plugin = j->inst->name};
     if (rc == INGEST_OK)
-        log_write(INGEST_LOG_WARN, &f, "oauth: connection %s needs re-authorization: %s",
+        log_write(INGEST_LOG_WARN, &f, "%s: connection %s needs re-authorization: %s", kind_word(j),
                   j->connection_id, reason);
     else
-        log_write(INGEST_LOG_ERROR, &f, "oauth: cannot mark connection %s needs_reauth: %s",
-                  j->connection_id, err);
+        log_write(INGEST_LOG_ERROR, &f, "%s: cannot mark connection %s needs_reauth: %s",
+                  kind_word(j), j->connection_id, err);
     return rc;
 }
 
@@ -466,9 +484,36 @@ static int grant_revoked(const token_reply *t)
 /* One refresh                                                               */
 /* ------------------------------------------------------------------------ */
 
-static int due(const conn_state *cs, int threshold_s)
+/* An app connection without a token needs one minted; an OAuth2 one
+ * without a token has nothing to refresh it from but its refresh token,
+ * which refresh_oauth handles. */
+static int due(const refresh_job *j, const conn_state *cs)
 {
-    return cs->expires_known && cs->expires_in_s <= threshold_s;
+    int expiring = cs->expires_known && cs->expires_in_s <= j->h->oauth->threshold_s;
+    return expiring || (j->kind == INGEST_AUTH_APP && !cs->has_token);
+}
+
+/* Active, or being validated by REST POST /connections (rest_connections.c
+ * stores it 'disabled' with reason 'validating' until the plugin's
+ * check_connection accepts it): an app connection has no token before its
+ * first mint, and the check is what asks for one. */
+static int usable(const refresh_job *j, const conn_state *cs)
+{
+    if (strcmp(cs->status, "active") == 0 ||
+        (strcmp(cs->status, "disabled") == 0 && strcmp(cs->reason, "validating") == 0))
+        return 1;
+    set_err(j->err, j->err_len, "connection is %s%s%s", cs->status, cs->reason[0] ? ": " : "",
+            cs->reason);
+    return 0;
+}
+
+/* Whether the connection renews the way this job does: a plugin with
+ * several auth kinds has connections of each (see instance_connection_auth). */
+static int applies(const refresh_job *j, const conn_state *cs)
+{
+    ingest_auth_kind kind;
+    return instance_connection_auth(j->inst, cs->auth_kind, &kind, NULL, 0) == INGEST_OK &&
+           kind == j->kind;
 }
 
 /* A rotating provider may have answered invalid_grant because another
@@ -486,7 +531,7 @@ static int rotated_elsewhere(const refresh_job *j, const char *sent)
 static int on_revoked(const refresh_job *j, const token_reply *t, const char *sent)
 {
     if (rotated_elsewhere(j, sent)) {
-        count_outcome(j->h, j->inst, "ok");
+        count_outcome(j, "ok");
         return INGEST_OK;
     }
     char reason[256];
@@ -494,7 +539,7 @@ static int on_revoked(const refresh_job *j, const token_reply *t, const char *se
              "token refresh refused by the provider (%s): the connection must be authorized "
              "again",
              t->error);
-    count_outcome(j->h, j->inst, "invalid_grant");
+    count_outcome(j, "invalid_grant");
     mark_needs_reauth(j, reason);
     set_err(j->err, j->err_len, "%s", reason);
     return INGEST_EAUTH;
@@ -502,7 +547,7 @@ static int on_revoked(const refresh_job *j, const token_reply *t, const char *se
 
 static int on_refused(const refresh_job *j, const token_reply *t, const char *url)
 {
-    count_outcome(j->h, j->inst, "failed");
+    count_outcome(j, "failed");
     int transient = t->status == 429 || t->status >= 500 || t->status == 0;
     if (t->status >= 200 && t->status < 300)
         set_err(j->err, j->err_len, "token endpoint %s answered %ld without an access_token%s%s",
@@ -518,13 +563,13 @@ static int on_granted(const refresh_job *j, const token_reply *t)
     log_fields f = {.plugin = j->inst->name};
     int rc = store_tokens(j, t);
     if (rc != INGEST_OK) {
-        count_outcome(j->h, j->inst, "failed");
+        count_outcome(j, "failed");
         log_write(INGEST_LOG_ERROR, &f,
                   "oauth: connection %s: refreshed token%s could not be stored: %s",
                   j->connection_id, t->refresh_token ? " (rotated)" : "", j->err);
         return rc;
     }
-    count_outcome(j->h, j->inst, "ok");
+    count_outcome(j, "ok");
     log_write(INGEST_LOG_INFO, &f,
               "oauth: connection %s: access token refreshed%s, expires in %lld s", j->connection_id,
               t->refresh_token ? ", refresh token rotated" : "", t->expires_in_s);
@@ -539,7 +584,7 @@ static int exchange(const refresh_job *j, const char *url, const char *refresh_t
     token_reply t = {.expires_in_s = -1};
     int rc = post_grant(j, url, refresh_token, &t.status, &body);
     if (rc != INGEST_OK) {
-        count_outcome(j->h, j->inst, "failed");
+        count_outcome(j, "failed");
         body_wipe(&body);
         return rc;
     }
@@ -565,27 +610,15 @@ static int without_refresh_token(const refresh_job *j, const conn_state *cs)
     }
     const char *reason = "access token expired and no refresh token is stored: the connection "
                          "must be authorized again";
-    count_outcome(j->h, j->inst, "invalid_grant");
+    count_outcome(j, "invalid_grant");
     mark_needs_reauth(j, reason);
     set_err(j->err, j->err_len, "%s", reason);
     return INGEST_EAUTH;
 }
 
-/* The leader's work: re-read the row (another caller or daemon may have
- * refreshed meanwhile), then exchange the refresh token. */
-static int refresh_connection(const refresh_job *j)
+/* Exchange the connection's refresh token. */
+static int refresh_oauth(const refresh_job *j, const conn_state *cs)
 {
-    conn_state cs = {.expires_known = 0};
-    int rc = read_state(j, &cs);
-    if (rc != INGEST_OK)
-        return rc == INGEST_ENOTFOUND ? INGEST_ENOTFOUND : INGEST_EIO;
-    if (strcmp(cs.status, "active") != 0) {
-        set_err(j->err, j->err_len, "connection is %s%s%s", cs.status, cs.reason[0] ? ": " : "",
-                cs.reason);
-        return INGEST_EAUTH;
-    }
-    if (!j->force && !due(&cs, j->h->oauth->threshold_s))
-        return set_err(j->err, j->err_len, "%s", ""), INGEST_OK;
     const char *url = token_url_of(j->inst);
     const plugin_host_conf *hc = &j->inst->conf->host;
     if (!url || !*url || !hc->oauth_client_id || !*hc->oauth_client_id) {
@@ -595,14 +628,87 @@ static int refresh_connection(const refresh_job *j)
         return INGEST_EINVAL;
     }
     char *refresh_token = NULL;
-    rc = read_secret(j, "refresh_token", &refresh_token);
+    int rc = read_secret(j, "refresh_token", &refresh_token);
     if (rc == INGEST_ENOTFOUND)
-        return without_refresh_token(j, &cs);
+        return without_refresh_token(j, cs);
     if (rc != INGEST_OK)
         return rc;
     rc = exchange(j, url, refresh_token);
     crypto_wipe_free(refresh_token, 0);
     return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* One mint (app connections)                                                */
+/* ------------------------------------------------------------------------ */
+
+/* The provider refused the app credentials (uninstalled app, revoked or
+ * wrong key): minting again cannot help until someone fixes them. */
+static int mint_refused(const refresh_job *j)
+{
+    const char *reason = "minting an access token was refused: the provider rejected the "
+                         "connection's app credentials; the connection must be authorized again";
+    count_outcome(j, "invalid_grant");
+    mark_needs_reauth(j, reason);
+    set_err(j->err, j->err_len, "%s", reason);
+    return INGEST_EAUTH;
+}
+
+/* mint_token said OK: believe it only if a token was stored. */
+static int mint_stored(const refresh_job *j)
+{
+    conn_state cs = {.expires_known = 0};
+    int rc = read_state(j, &cs);
+    if (rc != INGEST_OK)
+        return count_outcome(j, "failed"), INGEST_EIO;
+    if (!cs.has_token) {
+        count_outcome(j, "failed");
+        set_err(j->err, j->err_len,
+                "mint_token returned OK without storing an access_token (api->secret_put)");
+        return INGEST_EIO;
+    }
+    count_outcome(j, "ok");
+    log_write(INGEST_LOG_INFO, &(log_fields){.plugin = j->inst->name},
+              "app: connection %s: access token minted%s%lld%s", j->connection_id,
+              cs.expires_known ? ", expires in " : "", cs.expires_known ? cs.expires_in_s : 0LL,
+              cs.expires_known ? " s" : " (no expiry given)");
+    set_err(j->err, j->err_len, "%s", "");
+    return INGEST_OK;
+}
+
+/* Run the plugin's mint_token on the leader's run. It must not use
+ * INGEST_HTTP_AUTH_CONNECTION meanwhile: that would wait for this very
+ * flight (api_http.c refuses it while the run is minting). */
+static int mint(const refresh_job *j)
+{
+    run_set_minting(j->run, 1);
+    int rc = j->inst->desc.mint_token(j->run, j->inst->state);
+    run_set_minting(j->run, 0);
+    if (rc == INGEST_OK)
+        return mint_stored(j);
+    if (rc == INGEST_EAUTH)
+        return mint_refused(j);
+    count_outcome(j, "failed");
+    const char *why = run_error(j->run);
+    set_err(j->err, j->err_len, "mint_token failed (status %d)%s%.200s", rc, why ? ": " : "",
+            why ? why : "");
+    /* A transient failure stays one; anything that is not a status is a bug. */
+    return rc < 0 ? rc : INGEST_EIO;
+}
+
+/* The leader's work: re-read the row (another caller or daemon may have
+ * renewed meanwhile), then refresh or mint. */
+static int refresh_connection(const refresh_job *j)
+{
+    conn_state cs = {.expires_known = 0};
+    int rc = read_state(j, &cs);
+    if (rc != INGEST_OK)
+        return rc == INGEST_ENOTFOUND ? INGEST_ENOTFOUND : INGEST_EIO;
+    if (!usable(j, &cs))
+        return INGEST_EAUTH;
+    if (!applies(j, &cs) || (!j->force && !due(j, &cs)))
+        return set_err(j->err, j->err_len, "%s", ""), INGEST_OK;
+    return j->kind == INGEST_AUTH_APP ? mint(j) : refresh_oauth(j, &cs);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -708,31 +814,74 @@ static int fresh_enough(const refresh_job *j, int *done_rc)
         *done_rc = rc == INGEST_ENOTFOUND ? INGEST_ENOTFOUND : INGEST_EIO;
         return 1;
     }
-    if (strcmp(cs.status, "active") != 0) {
-        set_err(j->err, j->err_len, "connection is %s%s%s", cs.status, cs.reason[0] ? ": " : "",
-                cs.reason);
+    *done_rc = INGEST_OK;
+    if (!applies(j, &cs))
+        return 1; /* a connection of another kind: nothing to renew here */
+    if (!usable(j, &cs)) {
         *done_rc = INGEST_EAUTH;
         return 1;
     }
-    *done_rc = INGEST_OK;
-    return !due(&cs, j->h->oauth->threshold_s);
+    return !due(j, &cs);
 }
 
 int oauth_ensure_fresh(hostd *h, instance *inst, const char *connection_id, int force, char *err,
                        size_t err_len)
 {
     set_err(err, err_len, "%s", "");
-    if (!h || !h->oauth || !inst || inst->desc.auth.kind != INGEST_AUTH_OAUTH2 || !connection_id)
+    if (!h || !h->oauth || !inst || !instance_accepts_auth(inst, INGEST_AUTH_OAUTH2) ||
+        !connection_id)
         return INGEST_OK;
     if (!util_is_uuid(connection_id)) {
         set_err(err, err_len, "connection id is not a uuid");
         return INGEST_EINVAL;
     }
     char scratch[256];
-    refresh_job j = {
-        h, inst, connection_id, force, err ? err : scratch, err ? err_len : sizeof scratch};
+    refresh_job j = {h,
+                     inst,
+                     connection_id,
+                     force,
+                     err ? err : scratch,
+                     err ? err_len : sizeof scratch,
+                     INGEST_AUTH_OAUTH2,
+                     NULL};
     int rc;
     if (!force && fresh_enough(&j, &rc))
         return rc;
     return single_flight(&j);
+}
+
+int oauth_ensure_minted(hostd *h, ingest_run *run, int force, char *err, size_t err_len)
+{
+    set_err(err, err_len, "%s", "");
+    instance *inst = run ? run_instance(run) : NULL;
+    const char *connection_id = run ? run_connection(run) : NULL;
+    if (!h || !h->oauth || !inst || !instance_accepts_auth(inst, INGEST_AUTH_APP) || !connection_id)
+        return INGEST_OK;
+    if (!inst->desc.mint_token) { /* the loader refuses such a plugin */
+        set_err(err, err_len, "plugin %s has no mint_token callback", inst->name);
+        return INGEST_EUNSUPPORTED;
+    }
+    if (!util_is_uuid(connection_id)) {
+        set_err(err, err_len, "connection id is not a uuid");
+        return INGEST_EINVAL;
+    }
+    char scratch[256];
+    refresh_job j = {h,
+                     inst,
+                     connection_id,
+                     force,
+                     err ? err : scratch,
+                     err ? err_len : sizeof scratch,
+                     INGEST_AUTH_APP,
+                     run};
+    int rc;
+    if (!force && fresh_enough(&j, &rc))
+        return rc;
+    return single_flight(&j);
+}
+
+int oauth_token_due(const hostd *h, int64_t expires_us)
+{
+    int threshold_s = h && h->oauth ? h->oauth->threshold_s : 300;
+    return expires_us > 0 && expires_us - util_now_us() <= (int64_t)threshold_s * 1000000;
 }

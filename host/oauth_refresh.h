@@ -1,8 +1,12 @@
-/* oauth_refresh.h — keeps the OAuth2 access tokens of connections fresh.
+/* oauth_refresh.h — keeps the access tokens of connections fresh: OAuth2
+ * connections by the refresh grant, app connections (INGEST_AUTH_APP) by
+ * the plugin's mint_token.
  *
- * Applies to connections of plugins whose descriptor declares
- * INGEST_AUTH_OAUTH2 with a token_url. A connection's tokens live in its
- * encrypted secrets (fields "access_token", "refresh_token"); its
+ * Applies to connections whose auth kind (as their plugin uses it, see
+ * instance_connection_auth) is oauth2, of plugins that accept
+ * INGEST_AUTH_OAUTH2 (auth.kind or auth_kinds_also) with a token_url, and
+ * to connections of kind app. A connection's tokens live in its encrypted
+ * secrets (fields "access_token", "refresh_token"); its
  * connections.token_expires_at says when the access token expires.
  *
  * A refresh POSTs grant_type=refresh_token (form-encoded) to the plugin's
@@ -22,12 +26,25 @@
  * token changed meanwhile (another daemon on the same database refreshed
  * first), which counts as success.
  *
- * Metrics: ingest_token_refreshes_total{provider, outcome="ok|failed|invalid_grant"}.
+ * An app connection's token is minted by calling the plugin's mint_token on
+ * the run that needs it, under the same single-flight: one mint per
+ * connection at a time, the others wait for its outcome. mint_token
+ * returning INGEST_EAUTH (the provider refused the app credentials) marks
+ * the connection needs_reauth with a reason, like invalid_grant.
+ *
+ * Connections being validated by REST POST /connections (status 'disabled',
+ * reason 'validating') may renew too: the check is what needs the first
+ * token of an app connection.
+ *
+ * Metrics: ingest_token_refreshes_total{provider, kind="oauth2|app",
+ * outcome="ok|failed|invalid_grant"}; invalid_grant counts every renewal
+ * refused for good (the connection became needs_reauth), app ones included.
  * Nothing here logs or returns a token or a client secret. */
 #ifndef HOSTD_OAUTH_REFRESH_H
 #define HOSTD_OAUTH_REFRESH_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "hostd.h"
 #include "instance.h"
@@ -57,5 +74,21 @@ void oauth_refresher_free(hostd *h);
  * err (may be NULL) gets a reason without secrets. */
 int oauth_ensure_fresh(hostd *h, instance *inst, const char *connection_id, int force, char *err,
                        size_t err_len);
+
+/* The same for the app connection of `run` (its plugin's mint_token is
+ * called with this run when a mint is due): mint when no access token is
+ * stored or it expires within the threshold, or unconditionally when
+ * `force` (after a 401); a mint that succeeded less than 10 s ago satisfies
+ * a forced call too. INGEST_OK also when the run's connection is not of
+ * kind app. INGEST_EAUTH: refused for good, the connection is now
+ * needs_reauth (or was not active); INGEST_EIO when mint_token said OK but
+ * stored no access_token; otherwise mint_token's own failure status.
+ * Workers only. */
+int oauth_ensure_minted(hostd *h, ingest_run *run, int force, char *err, size_t err_len);
+
+/* Whether a token expiring at expires_us (unix µs; 0 = unknown) expires
+ * within the threshold: a cheap check on a cached expiry before asking the
+ * store. */
+int oauth_token_due(const hostd *h, int64_t expires_us);
 
 #endif

@@ -144,7 +144,8 @@ static int oauth_plugin(rest_req *r)
 {
     if (!rest_plugin(r, r->arg[0], 404))
         return -1;
-    if (r->inst->desc.auth.kind != INGEST_AUTH_OAUTH2) {
+    /* OAuth2 may be one of several kinds the plugin accepts (auth_kinds_also). */
+    if (!instance_accepts_auth(r->inst, INGEST_AUTH_OAUTH2)) {
         rest_fail(r, 409, "not_oauth2",
                   "provider %s does not use OAuth2; create its connections with "
                   "POST /connections",

@@ -156,7 +156,8 @@ int rest_connection_store(rest_req *r, const char *auth_kind, const char *name, 
 
 /* -------------------------------------------------------- POST /connections */
 
-/* What each auth type carries: required and optional secret fields. */
+/* What each auth type carries, by connection auth kind: required and
+ * optional secret fields. */
 typedef struct auth_type {
     const char *type;
     ingest_auth_kind kind;
@@ -171,18 +172,16 @@ static const auth_type auth_types[] = {
     {"token", INGEST_AUTH_OAUTH2, {"token"}, {"refresh_token"}},
     {"basic", INGEST_AUTH_BASIC, {"username", "password"}, {NULL}},
     {"aws", INGEST_AUTH_AWS, {"access_key_id", "secret_access_key"}, {"session_token"}},
+    /* The plugin mints access tokens from these (mint_token); GitHub also
+     * accepts the app's client id where it takes the app id. */
+    {"app", INGEST_AUTH_APP, {"app_id", "installation_id", "private_key"}, {"client_id"}},
 };
-
-static const char *kind_name(ingest_auth_kind k)
-{
-    static const char *const names[] = {"none", "token", "oauth2", "basic", "aws"};
-    return (unsigned)k < sizeof names / sizeof names[0] ? names[k] : "none";
-}
 
 typedef struct create_ctx {
     json_object *secrets; /* field -> value, wiped when freed */
     const char *name;
     json_object *config;
+    ingest_auth_kind kind; /* the connection's, among the plugin's kinds */
 } create_ctx;
 
 static void wipe_json_strings(json_object *o)
@@ -257,9 +256,30 @@ static int take_secrets(rest_req *r, const auth_type *t, json_object *auth, crea
     return 0;
 }
 
+/* The connection's auth kind: "auth_kind" when given, which must be one
+ * the plugin accepts, else the plugin's own auth.kind. */
+static int parse_kind(rest_req *r, create_ctx *c)
+{
+    json_object *v = NULL;
+    c->kind = r->inst->desc.auth.kind;
+    if (!json_object_object_get_ex(r->body, "auth_kind", &v))
+        return 0;
+    const char *name = json_object_is_type(v, json_type_string) ? json_object_get_string(v) : NULL;
+    if (instance_auth_kind_parse(name, &c->kind) < 0 || !instance_accepts_auth(r->inst, c->kind)) {
+        char accepted[128];
+        instance_auth_kinds_text(r->inst, accepted, sizeof accepted);
+        rest_bad_param(r, "auth_kind", "auth_kind must be one that provider %s accepts: %s",
+                       r->inst->name, accepted);
+        return -1;
+    }
+    return 0;
+}
+
 static int parse_auth(rest_req *r, create_ctx *c)
 {
-    ingest_auth_kind kind = r->inst->desc.auth.kind;
+    if (parse_kind(r, c) < 0)
+        return -1;
+    ingest_auth_kind kind = c->kind;
     json_object *auth = NULL;
     int present = json_object_object_get_ex(r->body, "auth", &auth);
     if (kind == INGEST_AUTH_NONE && !present)
@@ -272,14 +292,17 @@ static int parse_auth(rest_req *r, create_ctx *c)
     for (size_t i = 0; i < sizeof auth_types / sizeof auth_types[0]; i++)
         if (auth_types[i].kind == kind && strcmp(auth_types[i].type, type) == 0)
             return take_secrets(r, &auth_types[i], auth, c);
-    rest_bad_param(r, "auth.type", "auth.type '%.32s' does not fit provider %s (auth kind %s)",
-                   type, r->inst->name, kind_name(kind));
+    rest_bad_param(r, "auth.type",
+                   "auth.type '%.32s' does not fit auth kind %s of provider %s (set auth_kind "
+                   "for another kind)",
+                   type, instance_auth_kind_name(kind) ? instance_auth_kind_name(kind) : "?",
+                   r->inst->name);
     return -1;
 }
 
 static int parse_create(rest_req *r, create_ctx *c)
 {
-    static const char *const keys[] = {"provider", "auth", "config", "name", NULL};
+    static const char *const keys[] = {"provider", "auth_kind", "auth", "config", "name", NULL};
     if (!r->body) {
         rest_bad_param(r, "body", "send a JSON object with provider and auth");
         return -1;
@@ -313,8 +336,9 @@ static void create_work(rest_req *r)
 {
     create_ctx *c = r->ctx;
     char id[37];
-    if (rest_connection_store(r, kind_name(r->inst->desc.auth.kind), c->name, c->config, c->secrets,
-                              -1, 1, id) < 0)
+    const char *kind = instance_auth_kind_name(c->kind);
+    if (rest_connection_store(r, kind ? kind : "none", c->name, c->config, c->secrets, -1, 1, id) <
+        0)
         return;
     json_object *out = json_object_new_object();
     json_object_object_add(out, "id", json_object_new_string(id));

@@ -22,8 +22,21 @@ extern const size_t rest_openapi_json_len;
 
 static const char *auth_kind_name(ingest_auth_kind k)
 {
-    static const char *const names[] = {"none", "token", "oauth2", "basic", "aws"};
-    return (unsigned)k < sizeof names / sizeof names[0] ? names[k] : "none";
+    const char *name = instance_auth_kind_name(k);
+    return name ? name : "none";
+}
+
+/* Every kind a connection may use (the auth_kind of POST /connections),
+ * auth.kind first. */
+static json_object *auth_kinds_json(const instance *inst)
+{
+    json_object *arr = json_object_new_array();
+    unsigned kinds = instance_auth_kinds(inst);
+    json_object_array_add(arr, json_object_new_string(auth_kind_name(inst->desc.auth.kind)));
+    for (unsigned k = 0; k <= INGEST_AUTH_APP; k++)
+        if ((kinds & INGEST_AUTH_BIT(k)) && k != (unsigned)inst->desc.auth.kind)
+            json_object_array_add(arr, json_object_new_string(auth_kind_name(k)));
+    return arr;
 }
 
 static json_object *str_or_null(const char *s) { return s ? json_object_new_string(s) : NULL; }
@@ -69,6 +82,7 @@ static json_object *provider_json(const instance *inst)
     json_object_object_add(auth, "scopes", scopes_json(d->auth.scopes));
     json_object_object_add(auth, "pkce", json_object_new_boolean(d->auth.pkce != 0));
     json_object_object_add(o, "auth", auth);
+    json_object_object_add(o, "auth_kinds", auth_kinds_json(inst));
     json_object_object_add(o, "streams", streams_json(d));
     json_object_object_add(o, "webhooks",
                            json_object_new_boolean(d->webhook.scheme != INGEST_WEBHOOK_NONE &&

@@ -28,6 +28,12 @@ struct ingest_run {
     char *fence_owner;
     long long stored;
     int64_t retry_after_ms; /* -1: the vendor named no wait */
+    /* The connection's auth, looked up on first use (run_connection_auth). */
+    int auth_rc;                /* 1 = not looked up yet, else its status */
+    ingest_auth_kind auth_kind; /* as the plugin uses it */
+    int64_t token_expires_us;   /* 0 = no known expiry */
+    char auth_error[256];
+    int minting; /* inside the plugin's mint_token */
 };
 
 ingest_run *run_new(instance *inst, const char *tenant_id, const char *connection_id,
@@ -38,6 +44,7 @@ ingest_run *run_new(instance *inst, const char *tenant_id, const char *connectio
         return NULL;
     run->inst = inst;
     run->retry_after_ms = -1;
+    run->auth_rc = 1;
     run->tenant_id = tenant_id ? strdup(tenant_id) : NULL;
     run->connection_id = connection_id ? strdup(connection_id) : NULL;
     run->job_id = job_id ? strdup(job_id) : NULL;
@@ -105,6 +112,44 @@ int64_t run_retry_after_ms(const ingest_run *run, int64_t fallback)
 {
     return run && run->retry_after_ms >= 0 ? run->retry_after_ms : fallback;
 }
+
+/* One indexed row read; a transient failure is not cached, so the next
+ * request asks again. */
+static int lookup_auth(ingest_run *run)
+{
+    hostd *h = run->inst->host;
+    char stored[32] = "";
+    int rc = secrets_connection_auth(h->store, run->inst->name, run->connection_id, stored,
+                                     sizeof stored, &run->token_expires_us, run->auth_error,
+                                     sizeof run->auth_error);
+    if (rc == INGEST_OK)
+        rc = instance_connection_auth(run->inst, stored, &run->auth_kind, run->auth_error,
+                                      sizeof run->auth_error);
+    if (rc == INGEST_OK || rc == INGEST_ENOTFOUND || rc == INGEST_EUNSUPPORTED)
+        run->auth_rc = rc;
+    return rc;
+}
+
+int run_connection_auth(ingest_run *run, int reload, ingest_auth_kind *kind, int64_t *expires_us,
+                        char *err, size_t err_len)
+{
+    int rc = run->auth_rc;
+    if (!run->connection_id) {
+        snprintf(run->auth_error, sizeof run->auth_error,
+                 "this run has no connection, so no credentials");
+        rc = INGEST_ENOTFOUND;
+    } else if (reload || rc == 1) {
+        rc = lookup_auth(run);
+    }
+    *kind = run->auth_kind;
+    *expires_us = run->token_expires_us;
+    if (rc != INGEST_OK && err && err_len)
+        snprintf(err, err_len, "%s", run->auth_error);
+    return rc;
+}
+
+void run_set_minting(ingest_run *run, int minting) { run->minting = minting; }
+int run_minting(const ingest_run *run) { return run->minting; }
 
 static int run_fail(ingest_run *run, int status, const char *fmt, ...) INGEST_PRINTF(3, 4);
 static int run_fail(ingest_run *run, int status, const char *fmt, ...)

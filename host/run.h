@@ -51,6 +51,21 @@ const char *run_delivery(const ingest_run *run);
 const char *run_connection(const ingest_run *run);
 instance *run_instance(const ingest_run *run);
 
+/* The auth kind the run's connection uses with its plugin (see
+ * instance_connection_auth) and when its access token expires (unix µs, 0 =
+ * not known). Looked up once per run and cached; `reload` reads the row
+ * again (after a token refresh or mint moved the expiry). INGEST_ENOTFOUND
+ * for a run without a connection (or a connection of another plugin),
+ * INGEST_EUNSUPPORTED when the plugin does not accept the connection's
+ * kind, INGEST_EIO; err (may be NULL) gets the reason. */
+int run_connection_auth(ingest_run *run, int reload, ingest_auth_kind *kind, int64_t *expires_us,
+                        char *err, size_t err_len);
+
+/* The run is inside the plugin's mint_token: it must not ask for the very
+ * credentials being minted (INGEST_HTTP_AUTH_CONNECTION). */
+void run_set_minting(ingest_run *run, int minting);
+int run_minting(const ingest_run *run);
+
 /* How long the vendor asked this run to wait (set by api->http_request on
  * INGEST_ERATELIMITED, or by the plugin through api->retry_after); the
  * largest value set wins. Thread-safe enough for one run on one worker. */

@@ -202,6 +202,115 @@ int secrets_put_with_expiry(store *st, const crypto_keyring *kr, const char *con
     return store_call(st, put_many_fn, &a);
 }
 
+/* The row is updated first, so it is locked and proven to be the
+ * provider's before the secret is written. */
+static const char set_owned_expiry_sql[] =
+    "UPDATE connections SET token_expires_at = CASE"
+    " WHEN $3::bigint IS NOT NULL THEN to_timestamp($3::bigint / 1e6)"
+    " WHEN $4::boolean THEN NULL ELSE token_expires_at END, updated_at = now()"
+    " WHERE id = $1 AND provider = $2";
+
+typedef struct owned_args {
+    const crypto_keyring *kr;
+    const char *provider, *connection_id, *field, *value;
+    const char *expires_us; /* decimal µs or NULL */
+    const char *clear;      /* "t" or "f" */
+    char *err;
+    size_t err_len;
+} owned_args;
+
+static int set_owned_expiry(PGconn *conn, owned_args *a)
+{
+    const char *p[] = {a->connection_id, a->provider, a->expires_us, a->clear};
+    PGresult *res = NULL;
+    int rc = store_exec(conn, set_owned_expiry_sql, 4, p, &res, a->err, a->err_len);
+    if (rc == INGEST_OK && strcmp(PQcmdTuples(res), "1") != 0) {
+        snprintf(a->err, a->err_len, "connection %s of provider %s does not exist",
+                 a->connection_id, a->provider);
+        rc = INGEST_ENOTFOUND;
+    }
+    PQclear(res);
+    return rc;
+}
+
+static int put_owned_fn(PGconn *conn, void *arg)
+{
+    owned_args *a = arg;
+    if (store_exec_simple(conn, "BEGIN") < 0)
+        return INGEST_EIO;
+    int rc = set_owned_expiry(conn, a);
+    if (rc == INGEST_OK)
+        rc = seal_and_put(conn, a->kr, a->connection_id, a->field, a->value, a->err, a->err_len);
+    if (rc != INGEST_OK || store_exec_simple(conn, "COMMIT") < 0) {
+        store_exec_simple(conn, "ROLLBACK");
+        return rc != INGEST_OK ? rc : INGEST_EIO;
+    }
+    return INGEST_OK;
+}
+
+int secrets_put_owned(store *st, const crypto_keyring *kr, const char *provider,
+                      const char *connection_id, const char *field, const char *value,
+                      int64_t expires_at_us, char *err, size_t err_len)
+{
+    char expires[32];
+    snprintf(expires, sizeof expires, "%lld", (long long)expires_at_us);
+    int clear = expires_at_us <= 0 && strcmp(field, "access_token") == 0;
+    owned_args a = {kr,
+                    provider,
+                    connection_id,
+                    field,
+                    value,
+                    expires_at_us > 0 ? expires : NULL,
+                    clear ? "t" : "f",
+                    err,
+                    err_len};
+    snprintf(err, err_len, "database unavailable");
+    return store_call(st, put_owned_fn, &a);
+}
+
+static const char connection_auth_sql[] =
+    "SELECT auth_kind, coalesce(floor(extract(epoch FROM token_expires_at) * 1000000)::bigint, 0)"
+    " FROM connections WHERE id = $1 AND provider = $2";
+
+typedef struct auth_args {
+    const char *provider, *connection_id;
+    char *kind;
+    size_t kind_len;
+    int64_t expires_us;
+    char *err;
+    size_t err_len;
+} auth_args;
+
+static int connection_auth_fn(PGconn *conn, void *arg)
+{
+    auth_args *a = arg;
+    const char *p[] = {a->connection_id, a->provider};
+    PGresult *res = NULL;
+    int rc = store_exec(conn, connection_auth_sql, 2, p, &res, a->err, a->err_len);
+    if (rc != INGEST_OK)
+        return rc;
+    if (PQntuples(res) == 0) {
+        snprintf(a->err, a->err_len, "connection %s of provider %s does not exist",
+                 a->connection_id, a->provider);
+        rc = INGEST_ENOTFOUND;
+    } else {
+        snprintf(a->kind, a->kind_len, "%s", PQgetvalue(res, 0, 0));
+        a->expires_us = atoll(PQgetvalue(res, 0, 1));
+    }
+    PQclear(res);
+    return rc;
+}
+
+int secrets_connection_auth(store *st, const char *provider, const char *connection_id, char *kind,
+                            size_t kind_len, int64_t *expires_us, char *err, size_t err_len)
+{
+    auth_args a = {provider, connection_id, kind, kind_len, 0, err, err_len};
+    snprintf(err, err_len, "database unavailable");
+    int rc = store_call(st, connection_auth_fn, &a);
+    *expires_us = rc == INGEST_OK ? a.expires_us : 0;
+    return rc;
+}
+
 /* Read a sealed value from a binary-format result row starting at `col`. */
 static int sealed_from_row(PGresult *res, int row, int col, crypto_sealed *s)
 {

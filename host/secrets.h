@@ -6,6 +6,7 @@
 
 #include <json-c/json.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "crypto.h"
 #include "store.h"
@@ -31,6 +32,24 @@ int secrets_put(store *st, const crypto_keyring *kr, const char *connection_id, 
 int secrets_put_with_expiry(store *st, const crypto_keyring *kr, const char *connection_id,
                             const char *const *fields, const char *const *values, size_t n,
                             long long expires_in_s, char *err, size_t err_len);
+
+/* Store (insert or replace) one secret of a connection that belongs to
+ * `provider` (a connection of another provider reads as not found), for a
+ * plugin's api->secret_put. In the same transaction token_expires_at is set
+ * to expires_at_us (unix µs) when it is > 0, and cleared when "access_token"
+ * is stored with 0 (a token of unknown lifetime must not inherit the old
+ * one's expiry); other fields stored with 0 leave it as it is.
+ * INGEST_ENOTFOUND, INGEST_EIO. */
+int secrets_put_owned(store *st, const crypto_keyring *kr, const char *provider,
+                      const char *connection_id, const char *field, const char *value,
+                      int64_t expires_at_us, char *err, size_t err_len);
+
+/* The auth kind stored for a connection of `provider` (its connections.
+ * auth_kind text, into kind[kind_len]) and its token expiry in unix µs
+ * (*expires_us = 0 when none is known). INGEST_ENOTFOUND when there is no
+ * such connection of that provider, INGEST_EIO. */
+int secrets_connection_auth(store *st, const char *provider, const char *connection_id, char *kind,
+                            size_t kind_len, int64_t *expires_us, char *err, size_t err_len);
 
 /* Decrypt one secret of a connection that belongs to `provider`. A connection
  * of another provider reads as not found. *value is malloc'd; wipe and free

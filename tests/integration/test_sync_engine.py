@@ -184,7 +184,8 @@ def test_cron_schedule_and_disabled_streams(daemon_factory, pg_cluster, db_url):
 # ------------------------------------------------------------ manual runs
 
 def test_hostctl_sync_and_jobs(daemon_factory, pg_cluster, db_url):
-    cid = add_connection(pg_cluster, db_url, config=OFF)
+    settings = {**OFF, "repositories": ["octo/hello"], "depth": 3}
+    cid = add_connection(pg_cluster, db_url, config=settings)
     reauth = add_connection(pg_cluster, db_url, status="needs_reauth", config=OFF)
     d = start(daemon_factory, conf(plugin={"sleep_ms": 1000}))
     r = d.ctl("sync", cid, check=True)
@@ -207,6 +208,8 @@ def test_hostctl_sync_and_jobs(daemon_factory, pg_cluster, db_url):
                 (full[0]["id"],))[0][0]
     assert payload["full"] == 1 and payload["lookback_us"] == 60_000_000, payload
     assert payload["backfill_since_us"] > 0, payload
+    # api->connection_config: the plugin sees its connection's own settings.
+    assert payload["config"] == settings, payload
 
     listed = d.ctl_json("jobs", check=True)
     assert [j["id"] for j in listed][:1] == [full[0]["id"]], listed

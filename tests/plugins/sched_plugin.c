@@ -7,6 +7,7 @@
  * X-Sched-Signature) ask for a sync of the stream named by the body
  * ("alpha", "beta", or anything else to get the host's refusal logged).
  */
+#include <json-c/json.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,18 +75,25 @@ static int sched_sync(ingest_run *run, void *state, const ingest_job *job)
         api->log(st->ctx, run, INGEST_LOG_WARN, "sched: failing on purpose");
         return INGEST_EIO;
     }
-    char payload[256];
-    snprintf(payload, sizeof payload,
-             "{\"job\":\"%s\",\"stream\":\"%s\",\"full\":%d,\"backfill_since_us\":%lld,"
-             "\"lookback_us\":%lld}",
-             job->job_id, job->stream, job->full_refresh, (long long)job->backfill_since_us,
-             (long long)job->lookback_us);
+    /* The payload echoes the job and the connection's own settings. */
+    char *config = NULL;
+    if (INGEST_API_HAS(api, connection_config) && api->connection_config(run, &config) != INGEST_OK)
+        return INGEST_EIO;
+    json_object *p = json_object_new_object();
+    json_object_object_add(p, "job", json_object_new_string(job->job_id));
+    json_object_object_add(p, "stream", json_object_new_string(job->stream));
+    json_object_object_add(p, "full", json_object_new_int(job->full_refresh));
+    json_object_object_add(p, "backfill_since_us", json_object_new_int64(job->backfill_since_us));
+    json_object_object_add(p, "lookback_us", json_object_new_int64(job->lookback_us));
+    json_object_object_add(p, "config", config ? json_tokener_parse(config) : NULL);
+    api->free(config);
     ingest_signal sig = {.hdr = INGEST_ABI_HEADER(ingest_signal),
                          .kind = "sched.synced",
                          .dedupe_key = job->job_id,
                          .occurred_at_us = api->now_us(),
-                         .payload_json = payload};
+                         .payload_json = json_object_to_json_string(p)};
     int rc = api->emit(run, &sig);
+    json_object_put(p);
     if (rc != INGEST_OK)
         return rc;
     char cursor[32];
