@@ -297,12 +297,15 @@ static int64_t backfill_since(hostd *h, const job_row *j)
     return has ? 0 : since;
 }
 
-/* OAuth2 connections get a fresh access token before the plugin runs.
- * Returns INGEST_OK, INGEST_EAUTH (never retry) or a transient status. */
+/* OAuth2 connections get a fresh access token before the plugin runs (the
+ * refresh looks at the connection's own kind, so a plugin that accepts
+ * several kinds is covered too); one that needs re-authorization fails its
+ * job for good. Returns INGEST_OK, INGEST_EAUTH (never retry) or a
+ * transient status. */
 static int ensure_token(hostd *h, instance *inst, const job_row *j, char *why, size_t why_len)
 {
     why[0] = '\0';
-    if (inst->desc.auth.kind != INGEST_AUTH_OAUTH2 || !j->connection_id[0])
+    if (!j->connection_id[0])
         return INGEST_OK;
     return oauth_ensure_fresh(h, inst, j->connection_id, 0, why, why_len);
 }
