@@ -419,14 +419,17 @@ typedef struct ingest_plugin {
 typedef enum ingest_http_auth {
     /* The plugin sets its own headers (or needs none). */
     INGEST_HTTP_AUTH_NONE = 0,
-    /* The host adds the run's connection credentials, by the plugin's
-     * declared auth kind, so a token never passes through plugin memory:
+    /* The host adds the run's connection credentials, by the connection's
+     * auth kind (the plugin's auth.kind unless it accepts others, see
+     * auth_kinds_also), so a token never passes through plugin memory:
      *   INGEST_AUTH_OAUTH2  Authorization: Bearer <secret "access_token">;
      *                       a 401 forces one token refresh and one retry;
      *   INGEST_AUTH_TOKEN   Authorization: Bearer <secret "token">, or of
      *                       secret "api_key" when there is no "token";
      *   INGEST_AUTH_BASIC   HTTP basic auth from secrets "username" and
-     *                       "password".
+     *                       "password";
+     *   INGEST_AUTH_APP     Authorization: Bearer <secret "access_token">,
+     *                       minted by the plugin's mint_token (minor 2).
      * Any Authorization header in req->headers is dropped. Other kinds (and
      * a run without a connection) fail with INGEST_EUNSUPPORTED /
      * INGEST_ENOTFOUND. */
@@ -632,8 +635,7 @@ typedef struct ingest_host_api {
      * access token's); storing "access_token" with 0 clears it; another
      * field with 0 leaves it. INGEST_EINVAL, INGEST_ENOTFOUND (no such
      * connection of this plugin, or no connection), INGEST_EIO. */
-    int (*secret_put)(ingest_run *run, const char *field, const char *value,
-                      int64_t expires_at_us);
+    int (*secret_put)(ingest_run *run, const char *field, const char *value, int64_t expires_at_us);
 
     /* --- Connection settings (ABI minor 2) ------------------------------
      * The run's connection's own settings, as given when it was created
