@@ -211,6 +211,11 @@ static int api_connection_config(ingest_run *run, char **json)
     return run ? connection_config_get(run, json) : INGEST_EINVAL;
 }
 
+static int api_reject(ingest_run *run, const char *error, const char *detail_json)
+{
+    return run ? run_reject(run, error, detail_json) : INGEST_EINVAL;
+}
+
 static const ingest_host_api table = {
     .hdr = INGEST_ABI_HEADER(ingest_host_api),
     .log = api_log,
@@ -245,6 +250,7 @@ static const ingest_host_api table = {
     .jwt_sign_rs256 = api_jwt_sign_rs256,
     .secret_put = api_secret_put,
     .connection_config = api_connection_config,
+    .reject = api_reject,
 };
 
 const ingest_host_api *api_table(void) { return &table; }

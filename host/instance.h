@@ -45,7 +45,7 @@ struct ingest_ctx {
     atomic_ullong ticks, tick_failures, ticks_skipped, signals_emitted, signals_stored;
 
     schedule *schedules;
-    ingest_metric *m_ticks, *m_tick_failures, *m_signals;
+    ingest_metric *m_ticks, *m_tick_failures, *m_signals, *m_rejected;
     struct ingest_ctx *next; /* (reg) */
 };
 typedef struct ingest_ctx instance;

@@ -271,6 +271,9 @@ static void register_instance_metrics(instance *inst)
                          "Scheduled ticks that returned an error", labels, inst, NULL, 0);
     inst->m_signals = metrics_register(m, METRIC_COUNTER, "ingest_signals_stored_total",
                                        "Signals newly stored", labels, inst, NULL, 0);
+    inst->m_rejected = metrics_register(m, METRIC_COUNTER, "ingest_records_rejected_total",
+                                        "Records the plugin rejected (stored as dead letters)",
+                                        labels, inst, NULL, 0);
 }
 
 instance *loader_load(hostd *h, const hostd_config *cfg, const char *path, const char *name,

@@ -22,6 +22,7 @@ struct ingest_run {
     char *tenant_id, *connection_id, *job_id, *delivery_id;
     char batch_id[37];
     copy_rows rows;    /* pending signal rows in COPY text format */
+    copy_rows rejects; /* pending dead letters of rejected records */
     json_object *prov; /* provenance fields shared by the run's rows */
     char error[512];
     store_fence fence; /* job_id NULL when not a job */
@@ -87,6 +88,7 @@ void run_free(ingest_run *run)
         return;
     free(run->fence_owner);
     copy_rows_free(&run->rows);
+    copy_rows_free(&run->rejects);
     json_object_put(run->prov);
     free(run->tenant_id);
     free(run->connection_id);
@@ -311,7 +313,9 @@ static int committed(ingest_run *run, int rc, int inserted)
     run->stored += inserted;
     atomic_fetch_add(&run->inst->signals_stored, (unsigned long long)inserted);
     metrics_add(run->inst->m_signals, inserted);
+    metrics_add(run->inst->m_rejected, (double)run->rejects.n_rows);
     copy_rows_reset(&run->rows);
+    copy_rows_reset(&run->rejects);
     util_uuid4(run->batch_id);
     /* The next batch gets its own batch_id: rebuild the shared fields. */
     json_object_put(run->prov);
@@ -319,14 +323,46 @@ static int committed(ingest_run *run, int rc, int inserted)
     return run->prov ? INGEST_OK : run_fail(run, INGEST_ENOMEM, "out of memory");
 }
 
+/* The run's pending commit as a store part (borrowing the run's buffers). */
+static int as_part(ingest_run *run, const store_cursor *cursor, store_part *part)
+{
+    if (run->rows.failed || run->rejects.failed)
+        return run_fail(run, INGEST_ENOMEM, "out of memory queueing signals; nothing committed");
+    *part = (store_part){.rows = &run->rows,
+                         .cursor = cursor,
+                         .fence = run->fence.job_id ? &run->fence : NULL,
+                         .status = INGEST_EIO,
+                         .rejects = &run->rejects};
+    return INGEST_OK;
+}
+
 static int commit(ingest_run *run, const store_cursor *cursor)
 {
-    int inserted = 0;
-    if (run->rows.failed)
-        return run_fail(run, INGEST_ENOMEM, "out of memory queueing signals; nothing committed");
-    int rc = store_commit_fenced(run->inst->host->store, &run->rows, cursor,
-                                 run->fence.job_id ? &run->fence : NULL, &inserted);
-    return committed(run, rc, inserted);
+    store_part part;
+    int rc = as_part(run, cursor, &part);
+    if (rc != INGEST_OK)
+        return rc;
+    store_commit_parts(run->inst->host->store, &part, 1);
+    return committed(run, part.status, part.inserted);
+}
+
+int run_reject(ingest_run *run, const char *error, const char *detail_json)
+{
+    if (!error || !*error || !detail_json)
+        return run_fail(run, INGEST_EINVAL, "reject needs an error and a detail object");
+    if (strlen(detail_json) > MAX_SIGNAL_JSON || !json_text_ok(detail_json, 1))
+        return run_fail(run, INGEST_EINVAL, "reject: detail_json is not a JSON object");
+    copy_rows_field(&run->rejects, "record");
+    copy_rows_field(&run->rejects, run->tenant_id);
+    copy_rows_field(&run->rejects, run->inst->name);
+    copy_rows_field(&run->rejects, run->connection_id);
+    copy_rows_field(&run->rejects, run->job_id ? run->job_id : run->delivery_id);
+    copy_rows_field(&run->rejects, detail_json);
+    copy_rows_field(&run->rejects, error);
+    copy_rows_end(&run->rejects);
+    if (run->rejects.failed)
+        return run_fail(run, INGEST_ENOMEM, "out of memory queueing a rejected record");
+    return INGEST_OK;
 }
 
 int run_cursor_get(ingest_run *run, const char *stream, char **value)
@@ -376,11 +412,8 @@ int run_finish_part(ingest_run *run, int status, store_part *part)
 {
     if (status != INGEST_OK)
         return status;
-    if (run->rows.failed)
-        return run_fail(run, INGEST_ENOMEM, "out of memory queueing signals; nothing committed");
     run->fence.complete = 1;
-    *part = (store_part){&run->rows, NULL, run->fence.job_id ? &run->fence : NULL, INGEST_EIO, 0};
-    return INGEST_OK;
+    return as_part(run, NULL, part);
 }
 
 int run_part_committed(ingest_run *run, const store_part *part)

@@ -41,6 +41,7 @@ int run_emit(ingest_run *run, const ingest_signal *signal);
 int run_cursor_get(ingest_run *run, const char *stream, char **value);
 int run_cursor_set(ingest_run *run, const char *stream, const char *value);
 int run_flush(ingest_run *run);
+int run_reject(ingest_run *run, const char *error, const char *detail_json);
 int run_secret_get(ingest_run *run, const char *field, char **value);
 
 const char *run_tenant(const ingest_run *run);

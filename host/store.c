@@ -76,6 +76,8 @@ static const char create_staging_sql[] =
 
 static const char copy_staging_sql[] = "COPY signals_staging (" STORE_SIGNAL_COLUMNS ") FROM STDIN";
 
+static const char copy_rejects_sql[] = "COPY dead_letters (" STORE_REJECT_COLUMNS ") FROM STDIN";
+
 /* Rows of several parts go in by one COPY, each tagged with its part's
  * index in the batch and its place in the batch. */
 static const char copy_tagged_sql[] =
@@ -697,6 +699,16 @@ static int upsert_cursors(PGconn *conn, store_part **parts, size_t n, char *err,
     return rc;
 }
 
+static int insert_rejects(PGconn *conn, store_part **parts, size_t n, char *err, size_t err_len)
+{
+    int rc = INGEST_OK;
+    for (size_t i = 0; rc == INGEST_OK && i < n; i++) {
+        if (live(parts[i]) && parts[i]->rejects)
+            rc = store_copy_in(conn, copy_rejects_sql, parts[i]->rejects, err, err_len);
+    }
+    return rc;
+}
+
 static void set_status(store_part **parts, size_t n, int status)
 {
     for (size_t i = 0; i < n; i++)
@@ -718,6 +730,8 @@ static int commit_parts(writer *w, store_part **parts, size_t n, char *err, size
     int rc = check_fences(w->conn, parts, n, err, err_len);
     if (rc == INGEST_OK)
         rc = insert_rows(w, parts, n, err, err_len);
+    if (rc == INGEST_OK)
+        rc = insert_rejects(w->conn, parts, n, err, err_len);
     if (rc == INGEST_OK)
         rc = upsert_cursors(w->conn, parts, n, err, err_len);
     if (rc != INGEST_OK) {
@@ -998,7 +1012,7 @@ int store_call(store *st, store_fn fn, void *arg)
 int store_commit_fenced(store *st, const copy_rows *rows, const store_cursor *cursor,
                         const store_fence *fence, int *inserted)
 {
-    store_part part = {rows, cursor, fence, INGEST_EIO, 0};
+    store_part part = {rows, cursor, fence, INGEST_EIO, 0, NULL};
     int status = store_commit_parts(st, &part, 1);
     if (inserted)
         *inserted = status == INGEST_OK ? part.inserted : 0;
@@ -1012,7 +1026,9 @@ int store_commit_parts(store *st, store_part *parts, size_t n)
         parts[i].inserted = 0;
         if (parts[i].rows && parts[i].rows->n_rows == 0)
             parts[i].rows = NULL;
-        int empty = !parts[i].rows && !parts[i].cursor && !parts[i].fence;
+        if (parts[i].rejects && parts[i].rejects->n_rows == 0)
+            parts[i].rejects = NULL;
+        int empty = !parts[i].rows && !parts[i].cursor && !parts[i].fence && !parts[i].rejects;
         parts[i].status = empty ? INGEST_OK : INGEST_EIO;
         pending += (size_t)!empty;
     }

@@ -62,15 +62,21 @@ typedef struct store_fence {
 int store_commit_fenced(store *st, const copy_rows *rows, const store_cursor *cursor,
                         const store_fence *fence, int *inserted);
 
+/* Columns of a rejected-record row (a dead letter), in copy_rows order. */
+#define STORE_REJECT_COLUMNS "kind, tenant_id, provider, connection_id, ref_id, payload, error"
+
 /* One caller's share of a commit: rows, cursor and fence as for
- * store_commit_fenced (each may be NULL; all borrowed until the call
- * returns). The store writes status (an ingest_status) and inserted. */
+ * store_commit_fenced, and dead letters for the records it rejected
+ * (rows in COPY text format with STORE_REJECT_COLUMNS). Each may be NULL;
+ * all are borrowed until the call returns. The store writes status (an
+ * ingest_status) and inserted. */
 typedef struct store_part {
     const copy_rows *rows;
     const store_cursor *cursor;
     const store_fence *fence;
     int status;
     int inserted;
+    const copy_rows *rejects;
 } store_part;
 
 /* Commit several parts in one transaction, each standing or falling alone:

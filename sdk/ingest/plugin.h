@@ -645,6 +645,21 @@ typedef struct ingest_host_api {
      * blocks on the store. INGEST_ENOTFOUND when the run has no
      * connection. */
     int (*connection_config)(ingest_run *run, char **json);
+
+    /* --- Rejected records (ABI minor 2) ---------------------------------
+     * Record one input the plugin could not turn into a signal (a
+     * malformed CSV row, an event without a required field): it becomes a
+     * dead letter of kind "record" of the run's connection, with `error`
+     * (why, in words; never a secret) and `detail_json` (a JSON object that
+     * locates it, e.g. {"object": "s3://b/k.csv", "line": 17, "column":
+     * "amount", "text": "..."}). Queued like a signal: it is committed
+     * with the run's next cursor_set/flush or final commit, in the same
+     * transaction, so a resumed import never records it twice and a run
+     * that fails records nothing. Both strings are copied.
+     * `ingest-hostctl deadletters` lists these; they are not replayed (fix
+     * the source and sync again). INGEST_EINVAL when detail_json is not a
+     * JSON object. */
+    int (*reject)(ingest_run *run, const char *error, const char *detail_json);
 } ingest_host_api;
 
 /* True when the host's table is new enough to carry `member` and fills it. */

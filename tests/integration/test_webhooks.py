@@ -377,6 +377,25 @@ def test_dead_letter_after_attempts_then_replay(daemon_factory, pg_cluster, db_u
     assert d.ctl("replay").returncode == 2  # needs an id or --all
 
 
+def test_rejected_record_is_a_dead_letter_committed_with_the_delivery(daemon_factory, pg_cluster,
+                                                                       db_url):
+    d = start(daemon_factory, plugins=["hook_hmac"])
+    assert post_hmac(d, body_of(reject="no usable event in it"), delivery="odd")[0] == 202
+    assert post_hmac(d, body_of(n=1), delivery="fine")[0] == 202
+    wait_processed(pg_cluster, db_url, "hook_hmac", 2)
+    assert [r[1] for r in signals(pg_cluster, db_url, "hook_hmac")] == ["fine"]
+    dl = d.ctl_json("deadletters", check=True)
+    assert len(dl) == 1 and dl[0]["kind"] == "record", dl
+    assert dl[0]["error"] == "no usable event in it"
+    assert dl[0]["payload"] == {"why": "the body asked for it"}
+    ref = q(pg_cluster, db_url, "SELECT d.delivery_key FROM dead_letters l"
+                                " JOIN webhook_deliveries d ON d.id = l.ref_id")
+    assert ref == [("odd",)]
+    assert metric(d, "ingest_records_rejected_total", plugin="hook_hmac") == 1
+    # a record is not replayed: the source has to be fixed
+    assert "replayed 0" in d.ctl("replay", "--all", check=True).stdout
+
+
 def test_pending_deliveries_survive_a_restart(daemon_factory, pg_cluster, db_url, tmp_path):
     flag = tmp_path / "fail"
     flag.write_text("1")

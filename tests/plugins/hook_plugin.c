@@ -111,7 +111,11 @@ static int hook_handle(ingest_run *run, void *state, const ingest_delivery *d)
                              json_object_to_json_string_ext(body, JSON_C_TO_STRING_PLAIN),
                          .source_type = "webhook",
                          .provenance_json = json_object_to_json_string(prov)};
-    int rc = fail ? INGEST_EIO : api->emit(run, &sig);
+    const char *reject =
+        json_object_object_get_ex(body, "reject", &v) ? json_object_get_string(v) : NULL;
+    int rc = fail     ? INGEST_EIO
+             : reject ? api->reject(run, reject, "{\"why\": \"the body asked for it\"}")
+                      : api->emit(run, &sig);
     json_object_put(prov);
     json_object_put(body);
     return rc;

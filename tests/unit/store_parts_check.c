@@ -65,6 +65,18 @@ static void add_signal(copy_rows *rows, const char *tenant, const char *key, con
     copy_rows_end(rows);
 }
 
+static void add_reject(copy_rows *rows, const char *tenant, const char *detail, const char *error)
+{
+    copy_rows_field(rows, "record");
+    copy_rows_field(rows, tenant);
+    copy_rows_field(rows, "partscheck");
+    copy_rows_field(rows, NULL);
+    copy_rows_field(rows, NULL);
+    copy_rows_field(rows, detail);
+    copy_rows_field(rows, error);
+    copy_rows_end(rows);
+}
+
 /* A delivery in state 'processing' leased to `owner`; its id is written to id. */
 static void leased_delivery(const char *owner, char id[64])
 {
@@ -106,9 +118,15 @@ static void test_parts_behave_as_if_alone(void **state)
     add_signal(&r[3], tenant, "a", when);
     add_signal(&r[4], tenant, "e", when);
     add_signal(&r[4], tenant, "e", when); /* twice in one part */
+    copy_rows rejects = {0}, lost_rejects = {0};
+    add_reject(&rejects, tenant, "{\"line\": 7}", "missing column");
+    add_reject(&lost_rejects, tenant, "{\"line\": 9}", "never stored: lease lost");
     store_part parts[5] = {
-        {&r[0], NULL, &f1, 0, 0},  {&r[1], NULL, &f2, 0, 0},  {&r[2], NULL, &f3, 0, 0},
-        {&r[3], NULL, NULL, 0, 0}, {&r[4], NULL, NULL, 0, 0},
+        {.rows = &r[0], .fence = &f1},
+        {.rows = &r[1], .fence = &f2},
+        {.rows = &r[2], .fence = &f3, .rejects = &lost_rejects},
+        {.rows = &r[3]},
+        {.rows = &r[4], .rejects = &rejects},
     };
     assert_int_equal(store_commit_parts(st, parts, 5), INGEST_ECANCELED);
     int want_status[5] = {INGEST_OK, INGEST_OK, INGEST_ECANCELED, INGEST_OK, INGEST_OK};
@@ -138,8 +156,16 @@ static void test_parts_behave_as_if_alone(void **state)
                            " AND lease_owner = 'someone-else' AND id = $1::uuid",
                            d3),
                      1);
+    assert_int_equal(count("SELECT count(*) FROM dead_letters WHERE kind = 'record'"
+                           " AND tenant_id = $1 AND error = 'missing column'"
+                           " AND payload->>'line' = '7'",
+                           tenant),
+                     1);
+    assert_int_equal(count("SELECT count(*) FROM dead_letters WHERE tenant_id = $1", tenant), 1);
     for (int i = 0; i < 5; i++)
         copy_rows_free(&r[i]);
+    copy_rows_free(&rejects);
+    copy_rows_free(&lost_rejects);
 }
 
 static void test_bad_part_fails_alone(void **state)
@@ -155,7 +181,8 @@ static void test_bad_part_fails_alone(void **state)
     add_signal(&good, tenant, "fine", "2026-11-22T10:00:00Z");
     add_signal(&bad, tenant, "broken", "not a time");
     store_cursor cursor = {"partscheck", NULL, "items", "42"};
-    store_part parts[2] = {{&good, &cursor, &f1, 0, 0}, {&bad, NULL, &f2, 0, 0}};
+    store_part parts[2] = {{.rows = &good, .cursor = &cursor, .fence = &f1},
+                           {.rows = &bad, .fence = &f2}};
     assert_int_equal(store_commit_parts(st, parts, 2), INGEST_EINVAL);
     assert_int_equal(parts[0].status, INGEST_OK);
     assert_int_equal(parts[0].inserted, 1);
@@ -182,7 +209,8 @@ static void test_empty_parts_need_no_database(void **state)
 {
     (void)state;
     copy_rows none = {0};
-    store_part parts[2] = {{&none, NULL, NULL, -1, 7}, {NULL, NULL, NULL, -1, 7}};
+    store_part parts[2] = {{.rows = &none, .status = -1, .inserted = 7},
+                           {.rejects = &none, .status = -1, .inserted = 7}};
     assert_int_equal(store_commit_parts(st, parts, 2), INGEST_OK);
     assert_int_equal(parts[0].status, INGEST_OK);
     assert_int_equal(parts[1].inserted, 0);
