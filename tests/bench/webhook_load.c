@@ -22,6 +22,10 @@
  *   --drain S             seconds to wait for outstanding answers at the end
  *                         (default 30); those still missing count as errors
  *   --pad BYTES           padding in the body, default 150 (body ~200 bytes)
+ *   --events N            NDJSON bodies of N events (one line each, padded as
+ *                         above), Content-Type application/x-ndjson, for the
+ *                         HTTP push source; also sent: Idempotency-Key (=
+ *                         X-Hook-Delivery) and X-Signature-256 (= the HMAC)
  *   --key-prefix P        X-Hook-Delivery is "P-<seq>" (default "wl")
  *   --seq-start N         first seq (default 0)
  *   --acked-file F        write the X-Hook-Delivery of every 2xx answer, one
@@ -110,7 +114,7 @@ struct bench {
     struct sockaddr_in addr;
     char hostport[64];
     const char *path, *method, *secret, *key_prefix;
-    int is_post, mode, n_conns, pad, progress;
+    int is_post, mode, n_conns, pad, progress, events;
     uint64_t requests, seq_start;
     double rate, duration, drain, timeout;
     /* counters */
@@ -258,22 +262,44 @@ static void sign(bench *b, const char *body, size_t len, char *out_hex)
     hex(mac, 32, out_hex);
 }
 
+static size_t body_cap(const bench *b)
+{
+    return (size_t)(b->events > 0 ? b->events : 1) * ((size_t)b->pad + 96);
+}
+
+/* One unique body: a JSON object, or b->events NDJSON lines. */
+static int write_body(bench *b, uint64_t seq)
+{
+    size_t cap = body_cap(b), len = 0;
+    int lines = b->events > 0 ? b->events : 1;
+    for (int k = 0; k < lines; k++) {
+        int n = snprintf(b->body_buf + len, cap - len,
+                         "{\"event\":\"bench\",\"seq\":%llu,\"i\":%d,\"pad\":\"%s\"}%s",
+                         (unsigned long long)seq, k, b->pad_buf, b->events > 0 ? "\n" : "");
+        if (n < 0 || (size_t)n >= cap - len)
+            die("body too large");
+        len += (size_t)n;
+    }
+    return (int)len;
+}
+
 static void send_request(bench *b, conn *c, uint64_t i, int64_t t0)
 {
     uint64_t seq = b->seq_start + i;
     int n;
     if (b->is_post) {
-        int blen = snprintf(b->body_buf, (size_t)b->pad + 128,
-                            "{\"event\":\"bench\",\"seq\":%llu,\"pad\":\"%s\"}",
-                            (unsigned long long)seq, b->pad_buf);
+        int blen = write_body(b, seq);
         char sig[65];
         sign(b, b->body_buf, (size_t)blen, sig);
         n = snprintf(b->req_buf, b->req_cap,
-                     "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
-                     "X-Hook-Delivery: %s-%llu\r\nX-Hook-Signature: sha256=%s\r\n"
+                     "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: %s\r\n"
+                     "X-Hook-Delivery: %s-%llu\r\nIdempotency-Key: %s-%llu\r\n"
+                     "X-Hook-Signature: sha256=%s\r\nX-Signature-256: sha256=%s\r\n"
                      "Content-Length: %d\r\n\r\n%s",
-                     b->path, b->hostport, b->key_prefix, (unsigned long long)seq, sig, blen,
-                     b->body_buf);
+                     b->path, b->hostport,
+                     b->events > 0 ? "application/x-ndjson" : "application/json", b->key_prefix,
+                     (unsigned long long)seq, b->key_prefix, (unsigned long long)seq, sig, sig,
+                     blen, b->body_buf);
     } else {
         n = snprintf(b->req_buf, b->req_cap, "%s %s HTTP/1.1\r\nHost: %s\r\n\r\n", b->method,
                      b->path, b->hostport);
@@ -657,7 +683,7 @@ static void usage(void)
             "       [--mode closed|open] [--connections C] [--requests N] [--rate R]\n"
             "       [--duration S] [--drain S] [--pad BYTES] [--key-prefix P] [--seq-start N]\n"
             "       [--acked-file F] [--rss-pid PID] [--rss-every N] [--progress] [--timeout S]\n"
-            "       [--prime-path P]\n");
+            "       [--prime-path P] [--events N]\n");
     exit(1);
 }
 
@@ -696,6 +722,7 @@ int main(int argc, char **argv)
                                          {"progress", no_argument, 0, 'g'},
                                          {"timeout", required_argument, 0, 'T'},
                                          {"prime-path", required_argument, 0, 'G'},
+                                         {"events", required_argument, 0, 'V'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     int o;
@@ -763,6 +790,9 @@ int main(int argc, char **argv)
         case 'G':
             b->prime_path = optarg;
             break;
+        case 'V':
+            b->events = atoi(optarg);
+            break;
         default:
             usage();
         }
@@ -774,7 +804,8 @@ int main(int argc, char **argv)
         die("--secret is required for POST");
     if (b->n_conns <= 0)
         b->n_conns = b->mode == MODE_OPEN ? 256 : 64;
-    if (b->pad < 0 || b->pad > 1 << 20 || b->rss_every == 0 || b->timeout < 1)
+    if (b->pad < 0 || b->pad > 1 << 20 || b->rss_every == 0 || b->timeout < 1 ||
+        b->events < 0 || b->events > 100000)
         usage();
     if (b->mode == MODE_OPEN) {
         if (b->rate <= 0 || b->duration <= 0)
@@ -799,8 +830,8 @@ int main(int argc, char **argv)
 
     b->lat_us = malloc(b->planned * sizeof *b->lat_us);
     b->pad_buf = malloc((size_t)b->pad + 1);
-    b->body_buf = malloc((size_t)b->pad + 128);
-    b->req_cap = (size_t)b->pad + 1024;
+    b->body_buf = malloc(body_cap(b));
+    b->req_cap = body_cap(b) + 1024;
     b->req_buf = malloc(b->req_cap);
     b->conns = calloc((size_t)b->n_conns, sizeof *b->conns);
     b->idle = calloc((size_t)b->n_conns, sizeof *b->idle);
