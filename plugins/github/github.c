@@ -7,12 +7,10 @@
  * X-GitHub-Delivery as the idempotency key. Signals and their payloads are
  * documented in README.md; the normalization lives in github_normalize.c.
  */
-#include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "github.h"
 
@@ -86,51 +84,24 @@ static const ingest_stream github_streams[] = {
 
 /* ----------------------------------------------------------- validation */
 
-static int name_chars(const char *s, size_t max, const char *extra)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n > max)
-        return 0;
-    for (; *s; s++)
-        if (!isalnum((unsigned char)*s) && !strchr(extra, *s))
-            return 0;
-    return 1;
-}
-
-/* "owner/name": owner [A-Za-z0-9-]{1,39}, name [A-Za-z0-9._-]{1,100} */
-static int valid_repo(const char *full)
-{
-    const char *slash = strchr(full, '/');
-    if (!slash || slash - full > 39 || strchr(slash + 1, '/'))
-        return 0;
-    char owner[40];
-    memcpy(owner, full, (size_t)(slash - full));
-    owner[slash - full] = '\0';
-    const char *name = slash + 1;
-    return name_chars(owner, 39, "-") && name_chars(name, 100, "._-") && strcmp(name, ".") != 0 &&
-           strcmp(name, "..") != 0;
-}
-
+/* The group's values: the defaults of every connection's settings. */
 static int check_conf(github_state *st)
 {
     const github_conf *c = st->conf;
     for (size_t i = 0; i < c->repositories.count; i++)
-        if (!valid_repo(c->repositories.items[i])) {
+        if (!gh_valid_repo(c->repositories.items[i])) {
             st->api->set_error(st->ctx, "repositories: '%.120s' is not owner/name",
                                c->repositories.items[i]);
             return INGEST_EINVAL;
         }
     for (size_t i = 0; i < c->organizations.count; i++)
-        if (!name_chars(c->organizations.items[i], 39, "-")) {
+        if (!gh_valid_org(c->organizations.items[i])) {
             st->api->set_error(st->ctx, "organizations: '%.120s' is not an organization login",
                                c->organizations.items[i]);
             return INGEST_EINVAL;
         }
     for (size_t i = 0; i < c->streams.count; i++) {
-        int found = -1;
-        for (int s = 0; s < GH_N_STREAMS; s++)
-            if (strcmp(c->streams.items[i], gh_stream_names[s]) == 0)
-                found = s;
+        int found = gh_stream_index(c->streams.items[i]);
         if (found < 0) {
             st->api->set_error(st->ctx,
                                "streams: '%.60s' is not one of issues, pull_requests, "
@@ -140,35 +111,13 @@ static int check_conf(github_state *st)
         }
         st->streams |= 1u << found;
     }
-    const char *base = c->api_base_url;
-    if (strncmp(base, "https://", 8) != 0 && strncmp(base, "http://", 7) != 0) {
+    int rc = gh_base_url(c->api_base_url, &st->base);
+    if (rc == INGEST_EINVAL)
         st->api->set_error(st->ctx, "api_base_url must be an http(s) URL");
-        return INGEST_EINVAL;
-    }
-    size_t n = strlen(base);
-    while (n > 8 && base[n - 1] == '/')
-        n--;
-    if (!(st->base = strndup(base, n)))
-        return INGEST_ENOMEM;
-    return INGEST_OK;
+    return rc;
 }
 
 /* ----------------------------------------------------------- shared bits */
-
-int gh_repo_configured(const github_state *st, const char *full_name)
-{
-    const github_conf *c = st->conf;
-    for (size_t i = 0; i < c->repositories.count; i++)
-        if (strcasecmp(c->repositories.items[i], full_name) == 0)
-            return 1;
-    const char *slash = strchr(full_name, '/');
-    size_t owner = slash ? (size_t)(slash - full_name) : 0;
-    for (size_t i = 0; owner && i < c->organizations.count; i++)
-        if (strlen(c->organizations.items[i]) == owner &&
-            strncasecmp(c->organizations.items[i], full_name, owner) == 0)
-            return 1;
-    return 0;
-}
 
 void gh_degrade(github_state *st, ingest_run *run, const char *fmt, ...)
 {
@@ -233,7 +182,8 @@ static int github_init(const ingest_host_api *api, ingest_ctx *ctx, const void *
         return INGEST_EINVAL;
     }
     api->log(ctx, NULL, INGEST_LOG_INFO,
-             "%zu repositories, %zu organizations, api %s; GitHub App auth %s",
+             "defaults: %zu repositories, %zu organizations, api %s (a connection's config "
+             "overrides them); GitHub App auth %s",
              st->conf->repositories.count, st->conf->organizations.count, st->base,
              st->app_auth ? "available" : "unavailable (host lacks jwt_sign_rs256)");
     *state = st;

@@ -10,6 +10,8 @@
  *                       both produce the same signal for the same event
  *   github_webhook.c    X-GitHub-Event dispatch, request_sync on changes
  *   github_auth.c       GitHub App installation tokens (mint_token)
+ *   github_settings.c   per-run settings: the plugin group's values as
+ *                       defaults, overridden by the connection's config
  *
  * Generic pieces (JSON paths, signal emission, Link/ETag pager, timestamp
  * cursors) live in the SDK helpers, ingest/helpers.h.
@@ -41,7 +43,9 @@ typedef enum gh_stream {
 
 extern const char *const gh_stream_names[GH_N_STREAMS];
 
-/* plugins.github { ... } as the host validated it. Strings and lists are
+/* plugins.github { ... } as the host validated it: the daemon-wide
+ * defaults of repositories, organizations, api_base_url, streams and
+ * include_archived, which each connection's config may override. Strings and lists are
  * host-owned and valid until shutdown() returns. */
 typedef struct github_conf {
     ingest_string_list repositories;  /* "owner/name" */
@@ -59,8 +63,8 @@ typedef struct github_state {
     const ingest_host_api *api; /* valid until unload */
     ingest_ctx *ctx;            /* valid until shutdown() returns */
     const github_conf *conf;
-    char *base;       /* api_base_url without a trailing '/', malloc'd */
-    unsigned streams; /* bit per gh_stream */
+    char *base;       /* default api_base_url without a trailing '/', malloc'd */
+    unsigned streams; /* default streams, bit per gh_stream */
     int app_auth;     /* the host signs JWTs: GitHub App connections work */
     ingest_metric *m_requests, *m_not_modified, *m_signals, *m_webhooks, *m_repos_skipped;
     pthread_mutex_t lock;
@@ -71,9 +75,44 @@ typedef struct github_state {
 /* The standard request headers (Accept, X-GitHub-Api-Version). */
 extern const ingest_header gh_headers[2];
 
-/* Is `full_name` ("Owner/Name", any case) covered by the configuration
- * (listed in repositories, or its owner in organizations)? */
-int gh_repo_configured(const github_state *st, const char *full_name);
+/* --- github_settings.c ------------------------------------------------ */
+
+/* An owned list of strings. */
+typedef struct gh_list {
+    char **items;
+    size_t count;
+} gh_list;
+
+/* What one job, delivery or credential check runs with: the group's values,
+ * overridden key by key by the run's connection's config (repositories and
+ * organizations as one: naming either replaces both). Owned. */
+typedef struct gh_settings {
+    gh_list repositories;  /* "owner/name" */
+    gh_list organizations; /* every repository of these */
+    char *base;            /* api_base_url without a trailing '/' */
+    unsigned streams;      /* bit per gh_stream */
+    int include_archived;  /* archived organization repositories too */
+} gh_settings;
+
+/* Read the run's connection's config (once: it blocks on the store) over
+ * the group's defaults; a run without a connection gets the defaults.
+ * INGEST_EINVAL with `err` naming the key when a setting is invalid (no
+ * secrets in it); *out is then empty. gh_settings_free releases *out. */
+int gh_settings_load(github_state *st, ingest_run *run, gh_settings *out, char *err, size_t len);
+void gh_settings_free(gh_settings *s);
+
+/* Is `full_name` ("Owner/Name", any case) covered by the settings (listed
+ * in repositories, or its owner in organizations)? */
+int gh_repo_configured(const gh_settings *s, const char *full_name);
+
+/* Validators shared by the group's check and the connection's settings. */
+int gh_valid_repo(const char *full);   /* owner [A-Za-z0-9-]{1,39} / name [A-Za-z0-9._-]{1,100} */
+int gh_valid_org(const char *login);   /* [A-Za-z0-9-]{1,39} */
+int gh_stream_index(const char *name); /* gh_stream, or -1 */
+/* An http(s) URL without its trailing '/' into *out (malloc'd). */
+int gh_base_url(const char *url, char **out);
+
+/* --- github.c --------------------------------------------------------- */
 
 /* Record a problem for health() (DEGRADED with this text) and log it. */
 void gh_degrade(github_state *st, ingest_run *run, const char *fmt, ...) INGEST_PRINTF(3, 4);

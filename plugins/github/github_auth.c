@@ -9,6 +9,8 @@
  * within oauth_refresh_threshold_s, or refused with 401), and we trade a
  * JWT the host signs (the key never enters plugin memory) for one:
  *   POST {api_base_url}/app/installations/{installation_id}/access_tokens
+ * (the connection's api_base_url: GitHub Enterprise Server installations
+ * mint at their own server)
  *   -> 201 {"token": "ghs_...", "expires_at": "2016-07-11T22:14:10Z", ...}
  * Installation tokens live one hour; the host re-mints before expiry.
  */
@@ -81,10 +83,27 @@ static int store_token(github_state *st, ingest_run *run, const ingest_http_resp
     return rc;
 }
 
+/* Run with the connection's settings (its api_base_url); log why not. */
+static int load_settings(github_state *st, ingest_run *run, const char *what, gh_settings *set)
+{
+    char err[256];
+    int rc = gh_settings_load(st, run, set, err, sizeof err);
+    if (rc != INGEST_OK) {
+        st->api->log(st->ctx, run, INGEST_LOG_ERROR, "%s: %s", what, err);
+        st->api->set_error(st->ctx, "%s: %s", what, err);
+    }
+    return rc;
+}
+
 static int exchange(github_state *st, ingest_run *run, const char *installation, const char *jwt)
 {
+    gh_settings set;
+    int rc = load_settings(st, run, "installation token", &set);
+    if (rc != INGEST_OK)
+        return rc;
     char url[1024], *bearer = NULL;
-    snprintf(url, sizeof url, "%s/app/installations/%s/access_tokens", st->base, installation);
+    snprintf(url, sizeof url, "%s/app/installations/%s/access_tokens", set.base, installation);
+    gh_settings_free(&set);
     if (asprintf(&bearer, "Bearer %s", jwt) < 0)
         return INGEST_ENOMEM;
     ingest_header h[] = {{"Authorization", bearer}, gh_headers[0], gh_headers[1]};
@@ -95,7 +114,7 @@ static int exchange(github_state *st, ingest_run *run, const char *installation,
                                .n_headers = 3,
                                .auth = INGEST_HTTP_AUTH_NONE};
     ingest_http_response *resp = NULL;
-    int rc = st->api->http_request(run, &req, &resp);
+    rc = st->api->http_request(run, &req, &resp);
     OPENSSL_cleanse(bearer, strlen(bearer));
     free(bearer);
     st->api->metric_add(st->m_requests, 1);
@@ -156,8 +175,13 @@ int gh_mint_token(ingest_run *run, void *state)
 int gh_check_connection(ingest_run *run, void *state)
 {
     github_state *st = state;
+    gh_settings set;
+    int rc = load_settings(st, run, "checking the connection", &set);
+    if (rc != INGEST_OK)
+        return rc;
     char url[1024];
-    snprintf(url, sizeof url, "%s/rate_limit", st->base);
+    snprintf(url, sizeof url, "%s/rate_limit", set.base);
+    gh_settings_free(&set);
     ingest_http_request req = {.hdr = INGEST_ABI_HEADER(ingest_http_request),
                                .method = "GET",
                                .url = url,
@@ -165,7 +189,7 @@ int gh_check_connection(ingest_run *run, void *state)
                                .n_headers = 2,
                                .auth = INGEST_HTTP_AUTH_CONNECTION};
     ingest_http_response *resp = NULL;
-    int rc = st->api->http_request(run, &req, &resp);
+    rc = st->api->http_request(run, &req, &resp);
     if (rc == INGEST_OK && resp->status != 200)
         rc = resp->status == 403 ? INGEST_EAUTH : ingest_http_status_rc(resp->status);
     if (rc == INGEST_OK && resp->status != 200)

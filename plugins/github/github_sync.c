@@ -1,5 +1,6 @@
 /*
- * github_sync.c — the four streams, per configured repository.
+ * github_sync.c — the four streams, per repository of the connection's
+ * settings (github_settings.c).
  *
  *   issues          GET /repos/{r}/issues?state=all&sort=updated&direction=asc&since=W
  *                   (pull requests are listed too; they are skipped here)
@@ -70,6 +71,7 @@ typedef struct sync_ctx {
     github_state *st;
     ingest_run *run;
     const ingest_job *job;
+    const gh_settings *set; /* this connection's repositories, base URL, ... */
     gh_stream stream;
     const char *repo; /* the repository being walked */
     char first_url[1024];
@@ -279,7 +281,7 @@ static int emit_reviews(sync_ctx *sc, json_object *pr, const char *repo)
     if (!ingest_json_int64(pr, "number", &number))
         return INGEST_OK;
     char url[1024];
-    snprintf(url, sizeof url, "%s/repos/%s/pulls/%lld/reviews?per_page=" GH_PER_PAGE, sc->st->base,
+    snprintf(url, sizeof url, "%s/repos/%s/pulls/%lld/reviews?per_page=" GH_PER_PAGE, sc->set->base,
              sc->repo, (long long)number);
     review_walk rw = {sc, pr, repo};
     ingest_pager p = pager_for(sc, reviews_page, NULL, 0);
@@ -325,11 +327,11 @@ static int sync_repo(sync_ctx *sc, const char *repo)
     if (newest_first)
         snprintf(sc->first_url, sizeof sc->first_url,
                  "%s/repos/%s/pulls?state=all&sort=updated&direction=desc&per_page=" GH_PER_PAGE,
-                 st->base, repo);
+                 sc->set->base, repo);
     else
         snprintf(sc->first_url, sizeof sc->first_url,
                  "%s/repos/%s/issues%s?%ssort=updated&direction=asc&per_page=" GH_PER_PAGE,
-                 st->base, repo, sc->stream == GH_ISSUES ? "" : "/comments",
+                 sc->set->base, repo, sc->stream == GH_ISSUES ? "" : "/comments",
                  sc->stream == GH_ISSUES ? "state=all&" : "");
     char url[sizeof sc->first_url + 64];
     snprintf(url, sizeof url, "%s", sc->first_url);
@@ -366,7 +368,7 @@ static int org_page(void *arg, ingest_page *page)
         json_object *r = json_object_array_get_idx(list, i);
         const char *full = ingest_json_str(r, "full_name");
         if (!full || strlen(full) >= REPO_LEN ||
-            (ingest_json_true(r, "archived") && !sc->st->conf->include_archived))
+            (ingest_json_true(r, "archived") && !sc->set->include_archived))
             continue;
         int rc = repos_add(sc->repos, full);
         if (rc != INGEST_OK)
@@ -380,7 +382,7 @@ static int org_page(void *arg, ingest_page *page)
  * skipped (and reported), not fatal. */
 static int resolve_repos(sync_ctx *sc, repo_list *out)
 {
-    const github_conf *c = sc->st->conf;
+    const gh_settings *c = sc->set;
     int rc = INGEST_OK;
     for (size_t i = 0; rc == INGEST_OK && i < c->repositories.count; i++)
         rc = repos_add(out, c->repositories.items[i]);
@@ -388,7 +390,7 @@ static int resolve_repos(sync_ctx *sc, repo_list *out)
     for (size_t i = 0; rc == INGEST_OK && i < c->organizations.count; i++) {
         char url[1024];
         snprintf(url, sizeof url, "%s/orgs/%s/repos?type=all&sort=full_name&per_page=" GH_PER_PAGE,
-                 sc->st->base, c->organizations.items[i]);
+                 c->base, c->organizations.items[i]);
         sc->repo = c->organizations.items[i];
         ingest_pager p = pager_for(sc, org_page, NULL, 0);
         ingest_pager_stats ps;
@@ -408,52 +410,74 @@ static int resolve_repos(sync_ctx *sc, repo_list *out)
 
 /* ------------------------------------------------------------------ sync */
 
+/* Every repository of the settings, one after the other. */
+static int sync_repos(sync_ctx *sc, repo_list *repos)
+{
+    github_state *st = sc->st;
+    int rc = resolve_repos(sc, repos);
+    for (size_t i = 0; rc == INGEST_OK && i < repos->n; i++) {
+        rc = sync_repo(sc, repos->items[i]);
+        if (rc == INGEST_ENOTFOUND) { /* 403/404/410: gone, private or disabled */
+            gh_degrade(st, sc->run,
+                       "%s of %s cannot be read (no access, no such repository, or "
+                       "the feature is disabled); skipped",
+                       sc->job->stream, repos->items[i]);
+            st->api->metric_add(st->m_repos_skipped, 1);
+            sc->skipped++;
+            rc = INGEST_OK;
+        }
+    }
+    return rc;
+}
+
+/* Health (OK after a sync that skipped nothing) and the job's summary. */
+static void report(const sync_ctx *sc, size_t n_repos, int rc)
+{
+    github_state *st = sc->st;
+    const char *stream = sc->job->stream;
+    if (rc == INGEST_OK && sc->skipped == 0) {
+        pthread_mutex_lock(&st->lock);
+        st->health = INGEST_HEALTH_OK;
+        snprintf(st->health_detail, sizeof st->health_detail, "last %s sync complete", stream);
+        pthread_mutex_unlock(&st->lock);
+    }
+    st->api->log(st->ctx, sc->run, rc == INGEST_OK ? INGEST_LOG_INFO : INGEST_LOG_WARN,
+                 "sync %s: %zu repositories, %ld requests (%ld not modified), %ld records, "
+                 "%ld skipped, status %d",
+                 stream, n_repos, sc->requests, sc->not_modified, sc->records, sc->skipped, rc);
+}
+
 int gh_sync(ingest_run *run, void *state, const ingest_job *job)
 {
     github_state *st = state;
     const ingest_host_api *api = st->api;
-    int stream = -1;
-    for (int i = 0; i < GH_N_STREAMS; i++)
-        if (job->stream && strcmp(job->stream, gh_stream_names[i]) == 0)
-            stream = i;
+    int stream = job->stream ? gh_stream_index(job->stream) : -1;
     if (stream < 0)
         return INGEST_ENOTFOUND;
-    if (!(st->streams & (1u << stream))) {
-        api->log(st->ctx, run, INGEST_LOG_DEBUG, "stream %s is not in plugins.github.streams",
-                 job->stream);
-        return INGEST_OK;
-    }
     if (!INGEST_API_HAS(api, http_request) || !INGEST_API_HAS(api, url_with_param))
         return INGEST_EUNSUPPORTED;
     if (!job->connection_id) {
         api->log(st->ctx, run, INGEST_LOG_WARN, "sync of %s needs a connection", job->stream);
         return INGEST_ENOTFOUND;
     }
-    sync_ctx sc = {.st = st, .run = run, .job = job, .stream = (gh_stream)stream};
+    gh_settings set;
+    char err[256];
+    int rc = gh_settings_load(st, run, &set, err, sizeof err);
+    if (rc != INGEST_OK) {
+        api->log(st->ctx, run, INGEST_LOG_ERROR, "sync %s: %s", job->stream, err);
+        return rc;
+    }
+    if (!(set.streams & (1u << stream))) {
+        api->log(st->ctx, run, INGEST_LOG_DEBUG, "stream %s is not in the connection's streams",
+                 job->stream);
+        gh_settings_free(&set);
+        return INGEST_OK;
+    }
+    sync_ctx sc = {.st = st, .run = run, .job = job, .set = &set, .stream = (gh_stream)stream};
     repo_list repos = {0};
-    int rc = resolve_repos(&sc, &repos);
-    for (size_t i = 0; rc == INGEST_OK && i < repos.n; i++) {
-        rc = sync_repo(&sc, repos.items[i]);
-        if (rc == INGEST_ENOTFOUND) { /* 403/404/410: gone, private or disabled */
-            gh_degrade(st, run,
-                       "%s of %s cannot be read (no access, no such repository, or "
-                       "the feature is disabled); skipped",
-                       job->stream, repos.items[i]);
-            api->metric_add(st->m_repos_skipped, 1);
-            sc.skipped++;
-            rc = INGEST_OK;
-        }
-    }
-    if (rc == INGEST_OK && sc.skipped == 0) {
-        pthread_mutex_lock(&st->lock);
-        st->health = INGEST_HEALTH_OK;
-        snprintf(st->health_detail, sizeof st->health_detail, "last %s sync complete", job->stream);
-        pthread_mutex_unlock(&st->lock);
-    }
-    api->log(st->ctx, run, rc == INGEST_OK ? INGEST_LOG_INFO : INGEST_LOG_WARN,
-             "sync %s: %zu repositories, %ld requests (%ld not modified), %ld records, "
-             "%ld skipped, status %d",
-             job->stream, repos.n, sc.requests, sc.not_modified, sc.records, sc.skipped, rc);
+    rc = sync_repos(&sc, &repos);
+    report(&sc, repos.n, rc);
     repos_free(&repos);
+    gh_settings_free(&set);
     return rc;
 }

@@ -4,9 +4,10 @@
  * The host checked X-Hub-Signature-256 (declared in the descriptor) and
  * deduplicated by X-GitHub-Delivery before we run. Here: X-GitHub-Event and
  * the payload's action pick a stable kind; everything without one is kept
- * as github.<event> (never dropped); a change to a configured repository
- * asks for an incremental sync of the matching stream, so a delivery GitHub
- * never sent (or we missed) is healed by the sync.
+ * as github.<event> (never dropped); a change to a repository of the
+ * connection's settings asks for an incremental sync of the matching
+ * stream, so a delivery GitHub never sent (or we missed) is healed by the
+ * sync. Events about other repositories are stored all the same.
  */
 #include <inttypes.h>
 #include <stdlib.h>
@@ -83,16 +84,34 @@ static int emit_kind(github_state *st, ingest_run *run, const char *kind, json_o
     return gh_emit_push(st, run, ev, o);
 }
 
-/* A change to a configured repository: ask for an incremental sync of the
- * stream it touches (the host queues at most one job per stream). */
+/* Is `repo` one of the connection's, and `stream` one it syncs? Reads the
+ * connection's settings (once per delivery); invalid settings: no. */
+static int connection_syncs(github_state *st, ingest_run *run, const ingest_delivery *d,
+                            const char *repo, int stream)
+{
+    gh_settings set;
+    char err[256];
+    if (gh_settings_load(st, run, &set, err, sizeof err) != INGEST_OK) {
+        st->api->log(st->ctx, run, INGEST_LOG_ERROR,
+                     "delivery %s: %s; no sync requested (the event is stored)", d->delivery_id,
+                     err);
+        return 0;
+    }
+    int yes = (set.streams & (1u << stream)) && gh_repo_configured(&set, repo);
+    gh_settings_free(&set);
+    return yes;
+}
+
+/* A change to one of the connection's repositories: ask for an incremental
+ * sync of the stream it touches (the host queues at most one job per
+ * stream). */
 static void heal(github_state *st, ingest_run *run, const ingest_delivery *d, const char *event,
                  json_object *ev)
 {
     int stream = stream_of(event);
     const char *repo = ingest_json_str(ev, "repository.full_name");
-    if (stream < 0 || !st->conf->sync_on_webhook || !d->connection_id ||
-        !(st->streams & (1u << stream)) || !repo || !gh_repo_configured(st, repo) ||
-        !INGEST_API_HAS(st->api, request_sync))
+    if (stream < 0 || !st->conf->sync_on_webhook || !d->connection_id || !repo ||
+        !INGEST_API_HAS(st->api, request_sync) || !connection_syncs(st, run, d, repo, stream))
         return;
     int rc = st->api->request_sync(run, gh_stream_names[stream]);
     st->api->log(st->ctx, run, rc == INGEST_OK ? INGEST_LOG_DEBUG : INGEST_LOG_WARN,

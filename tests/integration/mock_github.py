@@ -163,7 +163,7 @@ class Repo:
 
 
 class MockGitHub:
-    def __init__(self, prefix="", rate_limit=5000, start_time=None):
+    def __init__(self, prefix="", rate_limit=5000, start_time=None, first_id=1000):
         self.prefix = prefix.rstrip("/")
         self.lock = threading.RLock()
         self.requests = []
@@ -183,7 +183,7 @@ class MockGitHub:
         self.reset = int(time.time()) + 3600
         self.scripts = []  # [(regex, [actions])]
         self.clock = int(start_time or time.time() - 15 * 86400)
-        self._next_id = 1000
+        self._next_id = first_id  # a second instance in one test: ids that differ
         self._server = None
 
     # ------------------------------------------------------------- lifecycle

@@ -426,3 +426,132 @@ def test_bad_config_is_refused_with_a_reason(daemon_factory, github):
     entry = next(p for p in d.ctl_json("list", check=True) if p["name"] == "github")
     assert entry["state"] != "loaded"
     assert "owner/name" in json.dumps(entry)
+
+
+# ------------------------------------------------- per-connection settings
+
+def conn_config(**settings):
+    """A connection's config: no schedule, plus its own GitHub settings."""
+    return {**NO_SCHEDULE, **settings}
+
+
+def keys_by_connection(pg, db_url):
+    """{connection id: {(kind, dedupe key), ...}} of the stored signals."""
+    out = {}
+    for cid, kind, key in q(pg, db_url, "SELECT connection_id::text, kind, dedupe_key "
+                                        "FROM signals WHERE source = 'github'"):
+        out.setdefault(cid, set()).add((kind, key))
+    return out
+
+
+def test_connections_sync_their_own_repositories(daemon_factory, pg_cluster, db_url, github):
+    """One daemon, four connections: each syncs the repositories of its own
+    config (one of them at another server, GitHub Enterprise Server style,
+    by its api_base_url; one by organization with include_archived, which
+    replaces the group's repositories too), one without settings syncs the
+    group's default, and every signal belongs to the connection that synced
+    it."""
+    mock = github()
+    ghes = github(prefix="/api/v3", first_id=500000)
+    alpha = mock.add_repo("octo/alpha", prs=3, issues=3, comments=2, reviews=1)
+    shared = mock.add_repo("octo/shared", prs=2, issues=2)
+    mock.add_repo("acme/beta", prs=2, issues=2)  # same name as at ghes: must not be read here
+    org = mock.add_org("labs", ["one", "old"], archived=("old",))
+    beta = ghes.add_repo("acme/beta", prs=4, issues=2, comments=2)
+    d = start(daemon_factory, mock, repositories=["octo/shared"])
+
+    def conn(server, **settings):
+        token = server.add_token(f"ghp_{secrets.token_urlsafe(27)[:36]}")
+        return add_connection(d, {"token": token}, config=conn_config(**settings)), token
+
+    a, token_a = conn(mock, repositories=["Octo/Alpha"])
+    b, token_b = conn(ghes, repositories=["acme/beta"], api_base_url=ghes.url + "/")
+    c, token_c = conn(mock)  # the group's default: octo/shared
+    o, token_o = conn(mock, organizations=["labs"], include_archived=True,
+                      streams=["pull_requests", "issues"])
+    for cid in (a, b, c, o):
+        sync(pg_cluster, db_url, d, cid)
+
+    got = keys_by_connection(pg_cluster, db_url)
+    assert got.get(a) == expected_sync_keys(alpha)
+    assert got.get(b) == expected_sync_keys(beta)
+    assert got.get(c) == expected_sync_keys(shared)
+    want_o = set()
+    for r in org:  # archived included for this connection
+        want_o |= expected_sync_keys(r, ("pull_requests", "issues"))
+    assert got.get(o) == want_o
+    assert set(got) == {a, b, c, o}
+
+    def repos_read(server, token):
+        return {"/".join(r.path.split("/")[2:4]).lower() for r in server.snapshot("GET")
+                if r.token == token and r.path.startswith("/repos/")}
+    assert repos_read(mock, token_a) == {"octo/alpha"}
+    assert repos_read(mock, token_c) == {"octo/shared"}
+    assert repos_read(mock, token_o) == {"labs/one", "labs/old"}
+    assert repos_read(ghes, token_b) == {"acme/beta"}
+    assert not [r for r in mock.snapshot() if r.token == token_b], "b reads its own server"
+    assert not [r for r in ghes.snapshot() if r.token != token_b]
+    assert {r.path for r in mock.snapshot("GET") if r.token == token_o} >= {"/orgs/labs/repos"}
+
+
+def test_streams_per_connection(daemon_factory, pg_cluster, db_url, github):
+    """Two connections on one repository: one syncs issues only, the other
+    pull requests only; a job for a stream the connection leaves out
+    succeeds without a request."""
+    mock = github()
+    repo = mock.add_repo("octo/split", prs=4, issues=4, comments=3, reviews=2)
+    d = start(daemon_factory, mock, repositories=["octo/split"])
+    t_issues = mock.add_token(f"ghp_{secrets.token_urlsafe(27)[:36]}")
+    t_pulls = mock.add_token(f"ghp_{secrets.token_urlsafe(27)[:36]}")
+    issues_only = add_connection(d, {"token": t_issues}, config=conn_config(streams=["issues"]))
+    pulls_only = add_connection(d, {"token": t_pulls},
+                                config=conn_config(streams=["pull_requests"]))
+    out = sync(pg_cluster, db_url, d, issues_only)
+    assert set(out) == set(STREAMS)  # every job ran, and succeeded
+    sync(pg_cluster, db_url, d, pulls_only)
+    got = keys_by_connection(pg_cluster, db_url)
+    assert got.get(issues_only) == expected_sync_keys(repo, ("issues",))
+    assert got.get(pulls_only) == expected_sync_keys(repo, ("pull_requests",))
+    paths = {t: {r.path for r in mock.snapshot("GET") if r.token == t}
+             for t in (t_issues, t_pulls)}
+    assert paths[t_issues] == {"/repos/octo/split/issues"}
+    assert paths[t_pulls] == {"/repos/octo/split/pulls"}
+
+
+INVALID_SETTINGS = [
+    ({"repositories": "not-a-list"}, "repositories must be a list of strings"),
+    ({"repositories": ["octo/ok", "no-slash"]}, "repositories[1] 'no-slash' is not owner/name"),
+    ({"organizations": [7]}, "organizations[0] is not an organization login"),
+    ({"api_base_url": "ftp://example.com"}, "api_base_url must be an http(s) URL"),
+    ({"streams": ["issues", "commits"]}, "streams[1] 'commits' is not one of"),
+    ({"include_archived": "yes"}, "include_archived must be true or false"),
+]
+
+
+def test_invalid_connection_settings_fail_the_job(daemon_factory, pg_cluster, db_url, github):
+    """A connection whose config holds an invalid GitHub setting: its job
+    fails with INGEST_EINVAL, the log names the key, nothing is read or
+    stored; the daemon's other connections are unaffected."""
+    mock = github()
+    good_repo = mock.add_repo("octo/ok", issues=3)
+    d = start(daemon_factory, mock, repositories=["octo/ok"], streams=["issues"],
+              extra="job_max_retries = 0;\ncircuit_failure_threshold = 1000;")
+    tokens = []
+    for settings, message in INVALID_SETTINGS:
+        token = mock.add_token(f"ghp_{secrets.token_urlsafe(27)[:36]}")
+        tokens.append(token)
+        cid = add_connection(d, {"token": token}, config=conn_config(**settings))
+        state, attempts, err = sync(pg_cluster, db_url, d, cid, "issues", expect=None)["issues"]
+        assert state in ("dead", "failed") and "status -1" in err, (settings, state, err)
+        line = d.wait_for_log(lambda e, m=message: e.get("plugin") == "github" and
+                              m in e.get("msg", ""), 10)
+        assert line["level"] in ("error", "ERROR"), line
+        assert "connection config: " + message.split(" ")[0] in line["msg"], line
+    assert not mock.snapshot(), "nothing was requested"
+    assert keys(pg_cluster, db_url) == set()
+    log = d.log_text()
+    assert not [t for t in tokens if t in log]
+    # The daemon and its other connections go on.
+    cid, _ = pat_connection(d, mock)
+    sync(pg_cluster, db_url, d, cid, "issues")
+    assert keys(pg_cluster, db_url) == expected_sync_keys(good_repo, ("issues",))

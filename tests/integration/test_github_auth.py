@@ -215,3 +215,55 @@ def test_new_connection_is_checked_at_github(daemon_factory, github):
     items = listed.get("items") or listed.get("connections") or listed.get("data") or []
     assert len(items) == 1, listed
     wait_for(lambda: True, 0.1)
+
+
+def test_app_tokens_are_minted_at_the_connections_server(daemon_factory, pg_cluster, db_url,
+                                                         github):
+    """A GitHub Enterprise Server connection (its config's api_base_url)
+    mints its installation tokens at its own server, not at the group's."""
+    mock = github()
+    ghes = github(prefix="/api/v3", first_id=500000)
+    repo = ghes.add_repo("corp/app", issues=3)
+    d = start(daemon_factory, mock, repositories=["octo/app"], streams=["issues"])
+    if not app_auth_available(d):
+        pytest.skip("the host does not provide api->jwt_sign_rs256 yet (ABI minor 2)")
+    pem, public = rsa_key()
+    ghes.add_app(APP_ID, public, INSTALLATION)
+    config = {"schedule": {"*": {"enabled": False}}, "api_base_url": ghes.url,
+              "repositories": ["corp/app"]}
+    cid = add_connection(d, {"app_id": str(APP_ID), "installation_id": str(INSTALLATION),
+                             "private_key": pem}, auth_kind="app", config=config)
+    sync(pg_cluster, db_url, d, cid, "issues")
+    assert [(p.path, p.status) for p in token_posts(ghes)] == \
+        [(f"/app/installations/{INSTALLATION}/access_tokens", 201)]
+    assert not mock.snapshot(), "nothing at the group's api_base_url"
+    assert keys(pg_cluster, db_url) == expected_sync_keys(repo, ("issues",))
+
+
+def test_new_connection_is_checked_with_its_own_settings(daemon_factory, github):
+    """POST /connections with a config: /rate_limit is asked at the
+    connection's api_base_url; a config with an invalid setting creates no
+    connection."""
+    mock = github()
+    ghes = github(prefix="/api/v3")
+    d = start(daemon_factory, mock, repositories=["octo/any"])
+    token = ghes.add_token(f"ghp_{secrets.token_urlsafe(27)[:36]}")
+    headers = {"X-Tenant-Id": TENANT}
+    body = {"provider": "github", "auth": {"type": "token", "token": token},
+            "config": {"api_base_url": ghes.url + "/", "repositories": ["corp/api"],
+                       "streams": ["issues", "pull_requests"]}}
+    status, _, data = d.http_post("/connections", body=body, headers=headers, auth=True)
+    assert status == 201, data
+    assert [(r.path, r.token) for r in ghes.snapshot("GET")] == [("/rate_limit", token)]
+    assert not mock.snapshot()
+    bad = {**body, "config": {"api_base_url": ghes.url, "repositories": "not-a-list"}}
+    status, _, data = d.http_post("/connections", body=bad, headers=headers, auth=True)
+    assert status == 422, data
+    assert len(ghes.snapshot()) == 1, "an invalid config is refused before any request"
+    d.wait_for_log(lambda e: e.get("plugin") == "github" and
+                   "repositories must be a list of strings" in e.get("msg", ""), 10)
+    status, _, data = d.http_get("/connections", headers=headers, auth=True)
+    listed = json.loads(data)
+    items = listed.get("items") or listed.get("connections") or listed.get("data") or []
+    assert len(items) == 1, listed
+    assert token not in d.log_text()

@@ -12,7 +12,8 @@
   - every other example (all other events and actions) is processed and
     stored as github.<event>; ping gives none; nothing is dead-lettered;
   - form-encoded hooks, unknown events, and a webhook about a configured
-    repository asking for the incremental sync that heals a missed delivery.
+    repository asking for the incremental sync that heals a missed delivery
+    (configured: by the connection's own settings, the group's by default).
 """
 import copy
 import hashlib
@@ -342,4 +343,66 @@ def test_webhook_on_a_connection_heals_a_missed_delivery(daemon_factory, pg_clus
     assert ("pr_merged", f"pr_merged:{missed.id}") in keys(pg_cluster, db_url)
     rows = signals(pg_cluster, db_url, "github.pull_request")
     assert len(rows) == 2 and {r[2]["action"] for r in rows} == {"labeled"}
+    assert token not in d.log_text() and hook_secret not in d.log_text()
+
+
+def test_webhook_syncs_only_the_connections_repositories(daemon_factory, pg_cluster, db_url,
+                                                         github):
+    """The connection's config names its repositories and streams; the
+    group's (Codertocat/Hello-World) are only the default. An event about a
+    repository outside the connection's settings is stored as usual but asks
+    for no sync; so is one about its repository for a stream it does not
+    sync; one about its repository and stream asks for that sync. A
+    connection with an invalid setting still stores its events (and logs
+    the key), requesting nothing."""
+    mock = github()
+    mock.add_repo("octo/mine", prs=3)
+    mock.add_repo("Codertocat/Hello-World", prs=2)
+    d = started(daemon_factory, mock)
+    token = mock.add_token(f"ghp_{secrets.token_urlsafe(27)[:36]}")
+    hook_secret = "per-connection-" + uuid.uuid4().hex
+    config = {"schedule": {"*": {"enabled": False}}, "repositories": ["octo/mine"],
+              "streams": ["pull_requests"]}
+    cid = add_connection(d, {"token": token, "webhook_secret": hook_secret}, config=config)
+    path = f"/webhooks/github/{cid}"
+
+    def send(event, payload, n):
+        assert deliver(d, event, payload, path=path, secret=hook_secret)[0] == 202
+        wait_processed(pg_cluster, db_url, n)
+
+    def jobs():
+        return q(pg_cluster, db_url, "SELECT stream, state, connection_id::text FROM sync_jobs")
+
+    labeled = next(p for p in examples()["pull_request"] if p["action"] == "labeled")
+    assert labeled["repository"]["full_name"] == "Codertocat/Hello-World"
+    send("pull_request", labeled, 1)  # the group's repository, not the connection's
+    opened = copy.deepcopy(next(p for p in examples()["issues"] if p["action"] == "opened"))
+    opened["repository"]["full_name"] = "octo/mine"
+    send("issues", opened, 2)  # the connection's repository, a stream it does not sync
+    assert jobs() == []
+    rows = q(pg_cluster, db_url, "SELECT kind, connection_id::text FROM signals")
+    assert sorted(rows) == [("github.pull_request", cid), ("issue_opened", cid)]
+
+    mine = copy.deepcopy(labeled)
+    mine["repository"]["full_name"] = "octo/mine"
+    send("pull_request", mine, 3)
+    wait_for(lambda: [(j[0], j[2]) for j in jobs()] == [("pull_requests", cid)], 15)
+    wait_for(lambda: jobs()[0][1] == "succeeded", 30, msg=d.log_text()[-4000:])
+    assert {r.path for r in mock.snapshot("GET")} == {"/repos/octo/mine/pulls"}
+    assert len(signals(pg_cluster, db_url, "github.pull_request")) == 2
+
+    # Invalid settings: the delivery is still processed and stored.
+    bad_secret = "bad-settings-" + uuid.uuid4().hex
+    bad = add_connection(d, {"token": token, "webhook_secret": bad_secret},
+                         config={"schedule": {"*": {"enabled": False}},
+                                 "repositories": "not-a-list"})
+    other = copy.deepcopy(mine)
+    assert deliver(d, "pull_request", other, path=f"/webhooks/github/{bad}",
+                   secret=bad_secret)[0] == 202
+    wait_processed(pg_cluster, db_url, 4)
+    d.wait_for_log(lambda e: e.get("plugin") == "github" and
+                   "repositories must be a list of strings" in e.get("msg", ""), 10)
+    assert q(pg_cluster, db_url, "SELECT count(*) FROM signals WHERE connection_id = %s",
+             (bad,))[0][0] == 1
+    assert len(jobs()) == 1
     assert token not in d.log_text() and hook_secret not in d.log_text()
