@@ -52,8 +52,10 @@ for b in "${BUILDS[@]}"; do
   mult=1; [[ $b == *asan* ]] && mult=3  # sanitizers slow things down
   step "$b" meson-test env "${san_env[@]}" \
     meson test -C "$b" --print-errorlogs --timeout-multiplier "$mult" || true
+  # tests/integration and the SDK test kit's example (sdk/testing/example),
+  # in one run: one junit file, one summary line.
   step "$b" pytest env "${san_env[@]}" INGEST_BUILD_DIR="$abs" \
-    "$PY" -m pytest tests/integration -q -p no:cacheprovider \
+    "$PY" -m pytest tests/integration sdk/testing/example -q -p no:cacheprovider \
       --junitxml="$abs/pytest-junit.xml" "$@" || true
 done
 

@@ -13,18 +13,20 @@ It answers like a real API (shaped after GitHub's REST API):
 Every request is recorded (monotonic and wall time, cursor, page, status,
 headers) so tests can check rates, gaps and retries.
 
+The server itself (threads, start/stop/url, the dropped connection) is the
+SDK test kit's MockAPI (sdk/testing/ingest_testing/mock_api.py); this class
+answers every request itself (_serve) instead of using MockAPI's routes.
+
     hub = MockProvider(n_items=40, page_size=4).start()
     hub.script_page(2, ("status", 503), ("status", 503))   # then normal
     ... hub.url ... hub.requests ... hub.stop()
 """
-import json
 import math
-import socket
-import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
+
+from ingest_testing.mock_api import MockAPI, send
 
 PRIMARY_LIMIT_BODY = {
     "message": "API rate limit exceeded for installation ID 1. If you reach out to GitHub "
@@ -64,7 +66,8 @@ class _Window:
 
 
 @dataclass
-class MockProvider:
+class MockProvider(MockAPI):
+    methods = ("GET",)  # anything else: 501, as BaseHTTPRequestHandler answers
     n_items: int = 20
     page_size: int = 5
     rate_limit: int = 5000  # X-RateLimit-Limit
@@ -73,41 +76,19 @@ class MockProvider:
     requests: list = field(default_factory=list)
 
     def __post_init__(self):
-        self._lock = threading.Lock()
+        requests = self.requests
+        MockAPI.__init__(self)  # lock, server; start(), stop(), url, snapshot()
+        self.requests = requests
         self._scripts = {}
         self._win = _Window(self.rate_limit, self.window_s, self.used_at_start)
-        self._server = None
-        self._thread = None
 
     # ---------------------------------------------------------------- control
-    def start(self):
-        handler = type("Handler", (_Handler,), {"hub": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self):
-        if self._server:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    @property
-    def url(self):
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
     def script_page(self, page, *actions):
         """Answer the next requests for `page` (0-based) with `actions`, one per
         request, then normally. An action is ("status", code[, headers]) or
         ("drop",): send half of a 200 body, then close the connection."""
         with self._lock:
             self._scripts.setdefault(page, []).extend(actions)
-
-    def snapshot(self):
-        with self._lock:
-            return list(self.requests)
 
     def item_ids(self):
         return [self._item(i)["id"] for i in range(self.n_items)]
@@ -172,40 +153,18 @@ class MockProvider:
                 "X-RateLimit-Reset": str(int(reset)),
                 "X-RateLimit-Resource": "core"}
 
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    hub = None  # set by MockProvider.start()
-
-    def log_message(self, fmt, *args):  # keep pytest output clean
-        pass
-
-    def _send(self, status, body, headers=(), partial=False):
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
-        self.send_header("Content-Length", str(len(data)))
-        for k, v in dict(headers).items():
-            self.send_header(k, v)
-        self.end_headers()
-        if partial:  # a transport error mid-response: half the body, then close
-            self.wfile.write(data[:len(data) // 2])
-            self.wfile.flush()
-            self.close_connection = True
-            self.connection.shutdown(socket.SHUT_RDWR)
-            return
-        self.wfile.write(data)
-
-    def do_GET(self):
-        hub = self.hub
-        req, action, used, reset = hub._record(self, time.monotonic(), time.time())
+    # ---------------------------------------------------------------- serving
+    def _serve(self, h):
+        """Answer one GET (MockAPI calls this for every request)."""
+        hub = self
+        req, action, used, reset = hub._record(h, time.monotonic(), time.time())
         rate = hub.rate_headers(used, reset)
         if req.path != "/items" or req.page < 0:
             req.status = 404
-            return self._send(404, {"message": "Not Found"}, rate)
+            return send(h, 404, {"message": "Not Found"}, rate)
         if used > hub._win.limit:
             req.status, req.action = 403, "over_quota"
-            return self._send(403, PRIMARY_LIMIT_BODY, rate)
+            return send(h, 403, PRIMARY_LIMIT_BODY, rate)
         body, nxt = hub.page_body(req.page)
         link = {}
         if nxt:
@@ -214,12 +173,12 @@ class _Handler(BaseHTTPRequestHandler):
         req.action = kind
         if kind == "drop":
             req.status = 0
-            return self._send(200, body, {**rate, **link}, partial=True)
+            return send(h, 200, body, {**rate, **link}, partial=True)
         if kind == "status":
             code = action[1]
             extra = action[2] if len(action) > 2 else {}
             req.status = code
             err = SECONDARY_LIMIT_BODY if code in (403, 429) else {"message": "Service Unavailable"}
-            return self._send(code, err, {**rate, **extra})
+            return send(h, code, err, {**rate, **extra})
         req.status = 200
-        self._send(200, body, {**rate, **link})
+        send(h, 200, body, {**rate, **link})

@@ -1,29 +1,17 @@
-"""Helpers shared by the store tests (test_store_*.py)."""
+"""Helpers shared by the store tests (test_store_*.py).
+
+connection_add, q, readyz and DEFAULT_TENANT come from the SDK's test kit
+(sdk/testing/ingest_testing/store.py); the rest is specific to this suite."""
 import glob
 import json
 import os
 import shutil
 import subprocess
-import uuid
 
 import pytest
 
 from conftest import wait_for
-
-DEFAULT_TENANT = "7a0c2f4e-1b7d-4c55-9a63-0d7e5b3f4a10"
-
-
-def q(pg, db_url, sql, params=None):
-    """Rows of `sql` run against the test's database."""
-    return pg.psql(sql, params, db=db_url)
-
-
-def readyz(d):
-    """/readyz status code, or None while the daemon does not answer."""
-    try:
-        return d.http_get("/readyz", timeout=2)[0]
-    except OSError:
-        return None
+from ingest_testing.store import DEFAULT_TENANT, connection_add, q, readyz  # noqa: F401
 
 
 def plugin_items(opts):
@@ -44,22 +32,6 @@ def start_ready(daemon_factory, conf, **kw):
     d = daemon_factory.start(conf_text=conf, plugins=["good"], **kw)
     wait_for(lambda: readyz(d) == 200, 20, msg=f"/readyz never 200\n{d.log_text()[-4000:]}")
     return d
-
-
-def connection_add(d, provider, secret_values, tenant=DEFAULT_TENANT, name=None):
-    """`ingest-hostctl connection-add` with the secrets on stdin; returns the id."""
-    cmd = [str(d.hostctl), "-s", d.sock, "connection-add", provider, "--tenant", tenant,
-           "--json"]
-    if name:
-        cmd += ["--name", name]
-    r = subprocess.run(cmd, input=json.dumps(secret_values), capture_output=True, text=True,
-                       env=d.env, timeout=30)
-    assert r.returncode == 0, f"connection-add exited {r.returncode}\n{r.stdout}\n{r.stderr}"
-    for v in secret_values.values():
-        assert v not in r.stdout + r.stderr, "connection-add echoed a secret"
-    cid = json.loads(r.stdout)["id"]
-    uuid.UUID(cid)
-    return cid
 
 
 def find_pg_dump():
