@@ -49,7 +49,8 @@ static int walk_ndjson(const char *p, size_t len, http_event_fn fn, void *arg)
         line++;
         if (!blank(p, n)) {
             json_object *value = ingest_json_parse(p, n);
-            http_event e = {.index = index++, .line = line, .text = p, .text_len = n};
+            http_event e = {.index = index, .line = line, .text = p, .text_len = n};
+            index++;
             int rc = emit_value(fn, arg, &e, value);
             json_object_put(value);
             if (rc)
