@@ -33,6 +33,9 @@ typedef struct auth_parts {
     size_t n_headers;
     char *authorization; /* "Bearer ..."; wiped when released */
     char *userpwd;       /* "user:password"; wiped when released */
+    /* AWS SigV4 credentials (the key id too: it names the account); all
+     * wiped when released. aws_token may stay NULL. */
+    char *aws_key, *aws_secret, *aws_token;
 } auth_parts;
 
 static void auth_release(auth_parts *a)
@@ -40,10 +43,24 @@ static void auth_release(auth_parts *a)
     free(a->headers);
     crypto_wipe_free(a->authorization, 0);
     crypto_wipe_free(a->userpwd, 0);
+    crypto_wipe_free(a->aws_key, 0);
+    crypto_wipe_free(a->aws_secret, 0);
+    crypto_wipe_free(a->aws_token, 0);
     memset(a, 0, sizeof *a);
 }
 
-/* Copy the plugin's request into a zeroed host-sized struct by its size. */
+/* "provider1[:provider2[:region[:service]]]": what curl parses, nothing
+ * that could bend a header. */
+static int valid_sigv4(const char *scope)
+{
+    size_t n = strlen(scope);
+    return n > 0 && n <= 128 &&
+           strspn(scope, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789:_.-") == n;
+}
+
+/* Copy the plugin's request into a zeroed host-sized struct by its size.
+ * Members past the plugin's struct_size (minor 2's aws_sigv4 and on_body
+ * for a minor-1 plugin) stay zero. */
 static int take_request(const ingest_http_request *in, ingest_http_request *out)
 {
     memset(out, 0, sizeof *out);
@@ -53,6 +70,9 @@ static int take_request(const ingest_http_request *in, ingest_http_request *out)
     size_t take = in->hdr.struct_size < sizeof *out ? in->hdr.struct_size : sizeof *out;
     memcpy(out, in, take);
     if (!out->url || (out->n_headers && !out->headers) || (out->body_len && !out->body))
+        return INGEST_EINVAL;
+    if (out->aws_sigv4 &&
+        (out->auth != INGEST_HTTP_AUTH_CONNECTION || !valid_sigv4(out->aws_sigv4)))
         return INGEST_EINVAL;
     return out->auth == INGEST_HTTP_AUTH_NONE || out->auth == INGEST_HTTP_AUTH_CONNECTION
                ? INGEST_OK
@@ -158,9 +178,62 @@ static int basic(ingest_run *run, char **out, char *err, size_t len)
     return rc;
 }
 
+/* 1 when found, 0 when the connection has no such secret, else a status. */
+static int optional_secret(ingest_run *run, const char *field, char **value, char *err, size_t len)
+{
+    int rc = read_secret(run, field, value, err, len);
+    if (rc == INGEST_ENOTFOUND) {
+        err[0] = '\0';
+        return 0;
+    }
+    return rc == INGEST_OK ? 1 : rc;
+}
+
+/* The daemon's own AWS credentials, the standard environment variables. */
+static int aws_from_environment(auth_parts *a, char *err, size_t len)
+{
+    const char *key = getenv("AWS_ACCESS_KEY_ID"), *secret = getenv("AWS_SECRET_ACCESS_KEY");
+    const char *token = getenv("AWS_SESSION_TOKEN");
+    if (!key || !*key || !secret || !*secret)
+        return snprintf(err, len,
+                        "the aws connection has no access_key_id and secret_access_key, and "
+                        "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY are not set for the daemon"),
+               INGEST_ENOTFOUND;
+    a->aws_key = strdup(key);
+    a->aws_secret = strdup(secret);
+    a->aws_token = token && *token ? strdup(token) : NULL;
+    if (!a->aws_key || !a->aws_secret || (token && *token && !a->aws_token))
+        return INGEST_ENOMEM;
+    return INGEST_OK;
+}
+
+/* SigV4 credentials of an aws connection: its secrets access_key_id,
+ * secret_access_key and optional session_token, or the environment's
+ * when it has none of them. Half a key pair is a mistake, not a cue to
+ * fall back. */
+static int aws_credentials(ingest_run *run, auth_parts *a, char *err, size_t len)
+{
+    int key = optional_secret(run, "access_key_id", &a->aws_key, err, len);
+    int secret =
+        key < 0 ? key : optional_secret(run, "secret_access_key", &a->aws_secret, err, len);
+    int token =
+        secret < 0 ? secret : optional_secret(run, "session_token", &a->aws_token, err, len);
+    if (key < 0 || secret < 0 || token < 0)
+        return key < 0 ? key : secret < 0 ? secret : token;
+    if (!key && !secret && !token)
+        return aws_from_environment(a, err, len);
+    if (!key || !secret)
+        return snprintf(err, len, "the aws connection has %s but no %s",
+                        key ? "access_key_id" : "secret_access_key",
+                        key ? "secret_access_key" : "access_key_id"),
+               INGEST_ENOTFOUND;
+    return INGEST_OK;
+}
+
 /* Fetch the credentials of the connection's own auth kind (looked up once
- * per run): one plugin may have token, OAuth2 and app connections. */
-static int connection_credentials(ingest_run *run, auth_parts *a, char *err, size_t len)
+ * per run): one plugin may have token, OAuth2, app and aws connections. */
+static int connection_credentials(ingest_run *run, const ingest_http_request *req, auth_parts *a,
+                                  char *err, size_t len)
 {
     if (run_minting(run))
         return snprintf(err, len,
@@ -172,6 +245,12 @@ static int connection_credentials(ingest_run *run, auth_parts *a, char *err, siz
     int rc = run_connection_auth(run, 0, &kind, &expires_us, err, len);
     if (rc != INGEST_OK)
         return rc;
+    if ((kind == INGEST_AUTH_AWS) != (req->aws_sigv4 != NULL))
+        return snprintf(err, len,
+                        kind == INGEST_AUTH_AWS
+                            ? "requests of an aws connection need aws_sigv4 (the signing scope)"
+                            : "aws_sigv4 is only for connections of auth kind aws"),
+               INGEST_EINVAL;
     switch (kind) {
     case INGEST_AUTH_OAUTH2:
     case INGEST_AUTH_TOKEN:
@@ -179,6 +258,8 @@ static int connection_credentials(ingest_run *run, auth_parts *a, char *err, siz
         return bearer(run, kind, expires_us, &a->authorization, err, len);
     case INGEST_AUTH_BASIC:
         return basic(run, &a->userpwd, err, len);
+    case INGEST_AUTH_AWS:
+        return aws_credentials(run, a, err, len);
     default:
         snprintf(err, len, "AUTH_CONNECTION does not support connections of auth kind %s",
                  instance_auth_kind_name(kind) ? instance_auth_kind_name(kind) : "unknown");
@@ -194,9 +275,9 @@ static int build_auth(ingest_run *run, const ingest_http_request *req, auth_part
 {
     memset(a, 0, sizeof *a);
     int with_conn = req->auth == INGEST_HTTP_AUTH_CONNECTION;
-    int rc = with_conn ? connection_credentials(run, a, err, len) : INGEST_OK;
+    int rc = with_conn ? connection_credentials(run, req, a, err, len) : INGEST_OK;
     if (rc != INGEST_OK)
-        return rc;
+        return auth_release(a), rc;
     a->headers = calloc(req->n_headers + 1, sizeof *a->headers);
     if (!a->headers)
         return auth_release(a), INGEST_ENOMEM;
@@ -227,7 +308,13 @@ static int perform(ingest_run *run, const ingest_http_request *req, const auth_p
                        .n_headers = a->n_headers,
                        .body = req->body,
                        .body_len = req->body_len,
-                       .userpwd = a->userpwd};
+                       .userpwd = a->userpwd,
+                       .aws_sigv4 = a->aws_key ? req->aws_sigv4 : NULL,
+                       .aws_access_key = a->aws_key,
+                       .aws_secret_key = a->aws_secret,
+                       .aws_session_token = a->aws_token,
+                       .on_body = req->on_body,
+                       .on_body_arg = req->on_body_arg};
     /* Shutdown raises shutting_down: waits and transfers end promptly. */
     http_policy pol = {.provider = inst->name,
                        .limiter_key = key,
@@ -285,6 +372,27 @@ static int refresh_and_retry(ingest_run *run, ingest_auth_kind kind, const inges
     return perform_with_auth(run, req, out);
 }
 
+/* AWS answers 403 to bad credentials, and to good ones without the
+ * permission; only the error code in the body tells them apart. */
+static int aws_refused(const ingest_http_request *req, const http_response *r)
+{
+    static const char *const codes[] = {
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "ExpiredToken",
+        "InvalidToken",
+        "TokenRefreshRequired",
+        "InvalidClientTokenId",
+        "UnrecognizedClientException",
+    };
+    if (!req->aws_sigv4 || r->status != 403 || !r->body)
+        return 0;
+    for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++)
+        if (strstr(r->body, codes[i]))
+            return 1;
+    return 0;
+}
+
 static void publish(response_box *box)
 {
     http_response *in = &box->inner;
@@ -294,7 +402,9 @@ static void publish(response_box *box)
         .headers = in->headers,
         .n_headers = in->n_headers,
         .body = in->body ? in->body : "",
-        .body_len = in->body ? in->body_len : 0,
+        .body_len = in->streamed ? (size_t)in->streamed_bytes
+                    : in->body   ? in->body_len
+                                 : 0,
         .retry_after_ms = in->retry_after_ms,
         .wait_ms = in->wait_ms,
         .attempts = in->attempts,
@@ -322,7 +432,8 @@ int api_http_request(ingest_run *run, const ingest_http_request *req, ingest_htt
     ingest_auth_kind kind;
     if (refreshable(run, &r, rc, &box->inner, &kind))
         rc = refresh_and_retry(run, kind, &r, &box->inner);
-    if (rc == INGEST_OK && box->inner.status == 401 && r.auth == INGEST_HTTP_AUTH_CONNECTION)
+    if (rc == INGEST_OK && r.auth == INGEST_HTTP_AUTH_CONNECTION &&
+        (box->inner.status == 401 || aws_refused(&r, &box->inner)))
         rc = INGEST_EAUTH; /* the host's credentials were refused: not the plugin's to fix */
     if (rc == INGEST_ERATELIMITED)
         run_set_retry_after(run, box->inner.wait_ms);

@@ -31,6 +31,7 @@
 typedef struct worker_handle {
     http_client *client;
     CURL *easy;
+    int busy; /* a transfer runs on it (a body sink may try to nest one) */
     struct worker_handle *next;
 } worker_handle;
 
@@ -189,11 +190,11 @@ void http_client_thread_release(http_client *c)
 }
 
 /* The calling thread's handle, made on first use. */
-static CURL *worker_easy(http_client *c)
+static worker_handle *worker_get(http_client *c)
 {
     worker_handle *h = pthread_getspecific(c->handle_key);
     if (h)
-        return h->easy;
+        return h;
     h = calloc(1, sizeof *h);
     if (!h || !(h->easy = curl_easy_init())) {
         free(h);
@@ -208,7 +209,7 @@ static CURL *worker_easy(http_client *c)
     h->next = c->handles;
     c->handles = h;
     pthread_mutex_unlock(&c->lock);
-    return h->easy;
+    return h;
 }
 
 /* ---- metrics ------------------------------------------------------------- */
@@ -476,21 +477,62 @@ static void set_error(http_response *resp, const http_request *req, const char *
 
 /* ---- one transfer -------------------------------------------------------- */
 
+/* Where a response's body goes, decided at its first byte. */
+enum { BODY_UNDECIDED, BODY_BUFFER, BODY_SINK };
+
 typedef struct transfer {
     http_response *resp;
+    CURL *easy;
     size_t body_cap, headers_cap;
     size_t max_bytes;
     int too_large;
     const atomic_int *cancel;
+    int (*sink)(void *arg, const void *data, size_t len); /* NULL = always buffer */
+    void *sink_arg;
+    int body_mode;
+    int sink_stopped; /* the sink returned non-zero */
+    /* Streamed transfers: the stall limit (0 = none) and when bytes last
+     * arrived or the sink last returned, whichever is later. */
+    int64_t stall_ms, moved_ms;
+    curl_off_t seen_bytes;
+    int stalled;
 } transfer;
 
 static int canceled(const atomic_int *flag) { return flag && atomic_load(flag) != 0; }
+
+/* Only a success body is the plugin's data: an error document is small
+ * and the caller wants to read it, so it is buffered. */
+static int body_mode_of(transfer *t)
+{
+    long status = 0;
+    if (!t->sink)
+        return BODY_BUFFER;
+    curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);
+    return status >= 200 && status < 300 ? BODY_SINK : BODY_BUFFER;
+}
+
+static size_t to_sink(transfer *t, const char *data, size_t n)
+{
+    http_response *r = t->resp;
+    r->streamed = 1;
+    if (t->sink(t->sink_arg, data, n) != 0) {
+        t->sink_stopped = 1;
+        return 0; /* aborts the transfer with CURLE_WRITE_ERROR */
+    }
+    r->streamed_bytes += n;
+    t->moved_ms = util_mono_ms(); /* time spent in the sink is not a stall */
+    return n;
+}
 
 static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
 {
     transfer *t = arg;
     http_response *r = t->resp;
     size_t n = size * nmemb;
+    if (t->body_mode == BODY_UNDECIDED)
+        t->body_mode = body_mode_of(t);
+    if (t->body_mode == BODY_SINK)
+        return to_sink(t, data, n);
     if (n > t->max_bytes - r->body_len) {
         t->too_large = 1;
         return 0; /* aborts the transfer with CURLE_WRITE_ERROR */
@@ -567,12 +609,30 @@ static size_t on_header(char *line, size_t size, size_t nmemb, void *arg)
     return n;
 }
 
+/* curl's own low-speed check averages over its last five seconds, so it
+ * notices a stall seconds late; this one counts from the last byte. */
+static int stalled(transfer *t, curl_off_t bytes)
+{
+    int64_t now = util_mono_ms();
+    if (!t->stall_ms)
+        return 0;
+    if (bytes != t->seen_bytes || !t->moved_ms) {
+        t->seen_bytes = bytes;
+        t->moved_ms = now;
+        return 0;
+    }
+    if (now - t->moved_ms <= t->stall_ms)
+        return 0;
+    t->stalled = 1;
+    return 1;
+}
+
 static int on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
                        curl_off_t ulnow)
 {
-    (void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
+    (void)dltotal, (void)ultotal;
     transfer *t = arg;
-    return canceled(t->cancel); /* non-zero aborts */
+    return canceled(t->cancel) || stalled(t, dlnow + ulnow); /* non-zero aborts */
 }
 
 static const char *method_of(const http_request *req) { return req->method ? req->method : "GET"; }
@@ -605,16 +665,31 @@ static int append_header(struct curl_slist **list, const char *name, const char 
     return INGEST_OK;
 }
 
+static int has_header(const http_request *req, const char *name)
+{
+    for (size_t i = 0; i < req->n_headers; i++)
+        if (req->headers[i].name && strcasecmp(req->headers[i].name, name) == 0)
+            return 1;
+    return 0;
+}
+
 static int build_headers(const http_request *req, struct curl_slist **list)
 {
     /* "Expect:" without a value removes curl's own "Expect: 100-continue",
-     * which would cost a round trip before large bodies. */
-    *list = curl_slist_append(NULL, "Expect:");
-    int rc = *list ? INGEST_OK : INGEST_ENOMEM;
+     * which would cost a round trip before large bodies. Not with SigV4:
+     * curl (7.88) would sign the entry as a header it then never sends,
+     * and the server would refuse the signature. */
+    *list = req->aws_sigv4 ? NULL : curl_slist_append(NULL, "Expect:");
+    int rc = *list || req->aws_sigv4 ? INGEST_OK : INGEST_ENOMEM;
     for (size_t i = 0; rc == INGEST_OK && i < req->n_headers; i++)
         rc = append_header(list, req->headers[i].name, req->headers[i].value);
     if (rc == INGEST_OK && req->aws_sigv4 && req->aws_session_token)
         rc = append_header(list, "x-amz-security-token", req->aws_session_token);
+    if (rc == INGEST_OK && req->aws_sigv4 && !has_header(req, "x-amz-content-sha256")) {
+        char digest[65];
+        util_sha256_hex(req->body_len ? req->body : "", req->body_len, digest);
+        rc = append_header(list, "x-amz-content-sha256", digest);
+    }
     if (rc != INGEST_OK) {
         curl_slist_free_all(*list);
         *list = NULL;
@@ -657,6 +732,21 @@ static int set_credentials(CURL *easy, const http_request *req)
     return INGEST_OK;
 }
 
+/* A buffered body gets a total time limit and an early size check on
+ * Content-Length (on_body checks the decoded bytes; a HEAD response's
+ * length describes no body). A streamed one may be far larger and take
+ * as long as it takes while it moves: its limit is a stall, not a total. */
+static void set_timeouts(CURL *easy, const http_request *req, const http_policy *p)
+{
+    if (req->on_body) {
+        curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, 0L); /* on_progress watches for stalls */
+        return;
+    }
+    curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long)p->total_timeout_ms);
+    if (strcmp(method_of(req), "HEAD") != 0)
+        curl_easy_setopt(easy, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)p->max_response_bytes);
+}
+
 static int setup_transfer(http_client *c, CURL *easy, const http_request *req, const http_policy *p,
                           struct curl_slist *headers, transfer *t, char *errbuf)
 {
@@ -674,11 +764,7 @@ static int setup_transfer(http_client *c, CURL *easy, const http_request *req, c
     curl_easy_setopt(easy, CURLOPT_ACCEPT_ENCODING, "");
     curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, (long)p->connect_timeout_ms);
-    curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long)p->total_timeout_ms);
-    /* Refuse early when Content-Length is already too large; on_body checks
-     * the decoded bytes. A HEAD response's length describes no body here. */
-    if (strcmp(method_of(req), "HEAD") != 0)
-        curl_easy_setopt(easy, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)p->max_response_bytes);
+    set_timeouts(easy, req, p);
     curl_easy_setopt(easy, CURLOPT_USERAGENT, c->user_agent);
     curl_easy_setopt(easy, CURLOPT_HTTPHEADER, headers);
     curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, on_body);
@@ -705,6 +791,8 @@ static void clear_response(http_response *r)
     r->next_url = NULL;
     r->status = 0;
     r->retry_after_ms = -1;
+    r->streamed = 0;
+    r->streamed_bytes = 0;
 }
 
 /* Status, Retry-After and the next link of a completed transfer. */
@@ -858,6 +946,7 @@ static int validate(const http_request *req)
 /* Everything one call needs, so the helpers take one argument. */
 typedef struct call {
     http_client *client;
+    worker_handle *handle;
     CURL *easy;
     const http_request *req;
     http_policy pol;
@@ -867,12 +956,34 @@ typedef struct call {
     http_response *resp;
 } call;
 
+/* How an attempt ended, besides its curl result. */
+typedef struct attempt_flags {
+    int too_large;    /* the buffered body passed the cap */
+    int sink_stopped; /* on_body asked to stop */
+} attempt_flags;
+
+/* A streamed transfer cut after some bytes: what arrived stays the
+ * caller's, with the status and headers of the response it came from. */
+static void describe_cut(call *k, CURLcode code, const char *errbuf)
+{
+    curl_easy_getinfo(k->easy, CURLINFO_RESPONSE_CODE, &k->resp->status);
+    set_error(k->resp, k->req, "%s %s: transfer cut after %llu streamed bytes: %s",
+              method_of(k->req), k->safe_url, (unsigned long long)k->resp->streamed_bytes,
+              errbuf[0] ? errbuf : curl_easy_strerror(code));
+}
+
 /* One attempt: returns the curl result; fills resp (status, body, headers)
- * on success and resp->error on failure. *too_large when the cap hit. */
-static CURLcode attempt_once(call *k, int *too_large)
+ * on success and resp->error on failure. */
+static CURLcode attempt_once(call *k, attempt_flags *flags)
 {
     char errbuf[CURL_ERROR_SIZE] = "";
-    transfer t = {.resp = k->resp, .max_bytes = k->pol.max_response_bytes, .cancel = k->pol.cancel};
+    transfer t = {.resp = k->resp,
+                  .easy = k->easy,
+                  .max_bytes = k->pol.max_response_bytes,
+                  .cancel = k->pol.cancel,
+                  .sink = k->req->on_body,
+                  .sink_arg = k->req->on_body_arg,
+                  .stall_ms = k->req->on_body ? k->pol.total_timeout_ms : 0};
     clear_response(k->resp);
     int rc = setup_transfer(k->client, k->easy, k->req, &k->pol, k->headers, &t, errbuf);
     if (rc != INGEST_OK) {
@@ -881,13 +992,26 @@ static CURLcode attempt_once(call *k, int *too_large)
     }
     int64_t started = util_mono_ms();
     CURLcode code = curl_easy_perform(k->easy);
-    *too_large = t.too_large || code == CURLE_FILESIZE_EXCEEDED;
+    if (code == CURLE_ABORTED_BY_CALLBACK && t.stalled) {
+        code = CURLE_OPERATION_TIMEDOUT; /* retried like any timeout while nothing was streamed */
+        snprintf(errbuf, sizeof errbuf, "no data for more than %lld ms", (long long)t.stall_ms);
+    }
+    flags->too_large = t.too_large || code == CURLE_FILESIZE_EXCEEDED;
+    flags->sink_stopped = t.sink_stopped;
     if (code == CURLE_OK) {
         finish_response(k->easy, k->resp);
-        log_request(INGEST_LOG_DEBUG, k->req, &k->pol, "%s %s -> %ld (%zu bytes, %lld ms)",
-                    method_of(k->req), k->safe_url, k->resp->status, k->resp->body_len,
-                    (long long)(util_mono_ms() - started));
-    } else if (*too_large) {
+        log_request(
+            INGEST_LOG_DEBUG, k->req, &k->pol, "%s %s -> %ld (%llu bytes%s, %lld ms)",
+            method_of(k->req), k->safe_url, k->resp->status,
+            (unsigned long long)(k->resp->streamed ? k->resp->streamed_bytes : k->resp->body_len),
+            k->resp->streamed ? " streamed" : "", (long long)(util_mono_ms() - started));
+    } else if (t.sink_stopped) {
+        curl_easy_getinfo(k->easy, CURLINFO_RESPONSE_CODE, &k->resp->status);
+        set_error(k->resp, k->req, "%s %s: stopped by the body sink after %llu bytes",
+                  method_of(k->req), k->safe_url, (unsigned long long)k->resp->streamed_bytes);
+    } else if (k->resp->streamed_bytes > 0) {
+        describe_cut(k, code, errbuf);
+    } else if (flags->too_large) {
         set_error(k->resp, k->req, "response exceeds %zu bytes", k->pol.max_response_bytes);
     } else {
         set_error(k->resp, k->req, "%s %s: %s", method_of(k->req), k->safe_url,
@@ -972,18 +1096,23 @@ static int run_attempts(call *k)
         int rc = wait_for_slot(k->client, k->req, &k->pol, k->metrics, k->resp);
         if (rc != INGEST_OK)
             return rc;
-        int too_large = 0;
-        CURLcode code = attempt_once(k, &too_large);
+        attempt_flags flags = {0};
+        CURLcode code = attempt_once(k, &flags);
         k->resp->attempts = attempt;
         count_response(k, code);
-        if (canceled(k->pol.cancel))
+        if (canceled(k->pol.cancel) || flags.sink_stopped)
             return INGEST_ECANCELED;
-        if (too_large)
+        if (flags.too_large)
             return INGEST_EIO;
         if (code == CURLE_NOT_BUILT_IN)
             return INGEST_EUNSUPPORTED;
         if (code == CURLE_OK)
             observe(k);
+        /* Bytes the sink has taken cannot be taken back: never repeat them. */
+        if (code != CURLE_OK && k->resp->streamed_bytes > 0) {
+            log_request(INGEST_LOG_WARN, k->req, &k->pol, "%s", k->resp->error);
+            return INGEST_EIO;
+        }
         int retryable = code == CURLE_OK ? retryable_status(k->resp) : retryable_transport(code);
         if (!retryable && code == CURLE_OK)
             return INGEST_OK;
@@ -1008,16 +1137,26 @@ int http_client_perform(http_client *c, const http_request *req, const http_poli
         return rc;
     }
     call k = {.client = c, .req = req, .pol = resolve_policy(pol), .resp = resp};
+    k.handle = worker_get(c);
+    if (k.handle && k.handle->busy) {
+        snprintf(resp->error, sizeof resp->error,
+                 "an HTTP request cannot be made from inside a body sink");
+        resp->body = calloc(1, 1);
+        return INGEST_ESTATE;
+    }
     k.metrics = provider_metrics_get(c, k.pol.provider);
-    k.easy = worker_easy(c);
+    k.easy = k.handle ? k.handle->easy : NULL;
     k.safe_url = http_redact_url(req->url);
     rc = !k.easy || !k.safe_url ? INGEST_ENOMEM : build_headers(req, &k.headers);
-    if (rc == INGEST_OK)
+    if (rc == INGEST_OK) {
+        k.handle->busy = 1;
         rc = run_attempts(&k);
-    else
+        k.handle->busy = 0;
+    } else {
         snprintf(resp->error, sizeof resp->error,
                  rc == INGEST_EINVAL ? "invalid request header" : "out of memory");
-    if (rc == INGEST_ECANCELED)
+    }
+    if (rc == INGEST_ECANCELED && canceled(k.pol.cancel))
         snprintf(resp->error, sizeof resp->error, "canceled");
     if (!resp->body)
         resp->body = calloc(1, 1);

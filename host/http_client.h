@@ -81,11 +81,27 @@ typedef struct http_request {
     const char *userpwd; /* "user:password" for HTTP basic auth, or NULL */
     /* AWS Signature V4 (CURLOPT_AWS_SIGV4), e.g. "aws:amz:us-east-1:s3";
      * NULL = no signing. Needs aws_access_key and aws_secret_key; a session
-     * token, when given, is sent as x-amz-security-token and signed. */
+     * token, when given, is sent as x-amz-security-token and signed, and
+     * x-amz-content-sha256 (the hex SHA-256 of the body, which S3 requires
+     * and curl before 8.x does not add) is sent and signed unless headers
+     * already hold one. */
     const char *aws_sigv4;
     const char *aws_access_key;
     const char *aws_secret_key;
     const char *aws_session_token;
+    /* Body sink: when set, the body of a 2xx final response is handed to
+     * on_body chunk by chunk as it arrives (decoded) instead of being
+     * collected in resp->body, and max_response_bytes does not apply to it;
+     * other statuses are buffered as usual. Called on the calling thread
+     * inside http_client_perform(); a non-zero return stops the transfer
+     * (INGEST_ECANCELED). Once a byte was delivered the request is never
+     * retried: a later transport failure is INGEST_EIO with
+     * resp->streamed_bytes telling how far it got. The per-attempt total
+     * timeout becomes a stall limit (less than 1 byte/s over that time). A
+     * perform called from inside on_body on the same thread (same easy
+     * handle) fails with INGEST_ESTATE. NULL = buffer the body. */
+    int (*on_body)(void *arg, const void *data, size_t len);
+    void *on_body_arg;
 } http_request;
 
 /* How one call behaves. Zero-initialised members select the defaults. */
@@ -122,6 +138,10 @@ typedef struct http_response {
     int64_t wait_ms;
     int attempts;    /* transfers made, retries included */
     char error[256]; /* for a failure status: what went wrong (never a credential) */
+    /* With req->on_body: non-zero when the final response's body went to
+     * the sink (body is then ""), and how many bytes on_body accepted. */
+    int streamed;
+    uint64_t streamed_bytes;
 } http_response;
 
 /* Perform `req` under `pol` (NULL = all defaults) on the calling thread,
@@ -137,11 +157,14 @@ typedef struct http_response {
  *                      wait longer than max_inline_wait_ms, or 429 persisted
  *                      after every retry; resp->wait_ms says how long. The
  *                      last response (if any) is in *resp;
- *  INGEST_EIO          transport failure after the retries, or the response
- *                      exceeded max_response_bytes;
- *  INGEST_ECANCELED    the cancel flag was raised;
+ *  INGEST_EIO          transport failure after the retries (or after a byte
+ *                      reached on_body), or the response exceeded
+ *                      max_response_bytes;
+ *  INGEST_ECANCELED    the cancel flag was raised, or on_body returned
+ *                      non-zero;
  *  INGEST_EINVAL       bad arguments (no URL, a URL curl cannot use, CR/LF in
  *                      a header, incomplete AWS credentials);
+ *  INGEST_ESTATE       called from inside an on_body sink of this thread;
  *  INGEST_EUNSUPPORTED SigV4 was asked for but this libcurl lacks it;
  *  INGEST_ENOMEM       allocation failed. */
 int http_client_perform(http_client *client, const http_request *req, const http_policy *pol,

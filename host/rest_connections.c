@@ -282,7 +282,9 @@ static int parse_auth(rest_req *r, create_ctx *c)
     ingest_auth_kind kind = c->kind;
     json_object *auth = NULL;
     int present = json_object_object_get_ex(r->body, "auth", &auth);
-    if (kind == INGEST_AUTH_NONE && !present)
+    /* An aws connection without keys signs with the daemon's AWS_*
+     * environment (api_http.c). */
+    if ((kind == INGEST_AUTH_NONE || kind == INGEST_AUTH_AWS) && !present)
         return 0;
     if (!json_object_is_type(auth, json_type_object) || !str_member(auth, "type")) {
         rest_bad_param(r, "auth", "auth must be an object with a \"type\"");

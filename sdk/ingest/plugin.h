@@ -429,7 +429,17 @@ typedef enum ingest_http_auth {
      *   INGEST_AUTH_BASIC   HTTP basic auth from secrets "username" and
      *                       "password";
      *   INGEST_AUTH_APP     Authorization: Bearer <secret "access_token">,
-     *                       minted by the plugin's mint_token (minor 2).
+     *                       minted by the plugin's mint_token (minor 2);
+     *   INGEST_AUTH_AWS     AWS Signature V4 in the scope req->aws_sigv4
+     *                       names (minor 2) from secrets "access_key_id",
+     *                       "secret_access_key" and optional
+     *                       "session_token", or, when the connection has
+     *                       none of the three, from the daemon's
+     *                       AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY /
+     *                       AWS_SESSION_TOKEN; a 401, or a 403 whose body
+     *                       names a credential error (InvalidAccessKeyId,
+     *                       SignatureDoesNotMatch, ExpiredToken, ...), is
+     *                       INGEST_EAUTH.
      * Any Authorization header in req->headers is dropped. Other kinds (and
      * a run without a connection) fail with INGEST_EUNSUPPORTED /
      * INGEST_ENOTFOUND. */
@@ -449,6 +459,48 @@ typedef struct ingest_http_request {
     ingest_http_auth auth;     /* INGEST_HTTP_AUTH_NONE or _CONNECTION */
     uint32_t timeout_ms;       /* per attempt; 0 = host default (60 s) */
     size_t max_response_bytes; /* decoded body cap; 0 = host default (64 MiB) */
+
+    /* --- ABI minor 2 (the host reads these only when hdr.struct_size
+     * covers them, so a minor-1 plugin's request is unchanged) ---------- */
+
+    /* The AWS Signature V4 scope "provider1[:provider2[:region[:service]]]"
+     * (curl's CURLOPT_AWS_SIGV4), e.g. "aws:amz:us-east-1:s3". Required
+     * with INGEST_HTTP_AUTH_CONNECTION on a connection of auth kind
+     * INGEST_AUTH_AWS (INGEST_EINVAL without it), and only allowed there
+     * (INGEST_EINVAL otherwise: the host signs only with connection
+     * credentials). The host adds x-amz-content-sha256 (the body's SHA-256)
+     * unless req->headers has one, and x-amz-security-token when there is
+     * a session token; both are signed. Curl signs the URL as given, so
+     * give the query parameters sorted by name and every value
+     * percent-encoded as RFC 3986 says (A-Z a-z 0-9 - . _ ~ as they are,
+     * all else %XX in upper case), and the path encoded the same way
+     * ('/' kept): then the signed text is the canonical one. */
+    const char *aws_sigv4;
+
+    /* Optional body sink, for responses too large to buffer (an S3 object).
+     * When set, the body of a 2xx final response is handed to on_body in
+     * the order it arrives, decoded (gzip, ...), in chunks of any size,
+     * instead of being collected: the response's body is then "" and its
+     * body_len the number of bytes delivered, and max_response_bytes does
+     * not apply. The body of any other status (an error document, a 3xx
+     * that was not followed) is buffered as usual, so check status first.
+     * `data` is borrowed for the call; `on_body_arg` is passed back
+     * untouched. on_body runs on the calling worker, inside
+     * api->http_request, before it returns; it may call the run's signal,
+     * cursor and reject functions (api->emit, api->cursor_set, ...) but not
+     * api->http_request (INGEST_ESTATE). Return 0 to go on; any other value
+     * stops the transfer and http_request returns INGEST_ECANCELED with
+     * body_len counting the bytes accepted before that chunk (keep your own
+     * reason). Retries: until the first byte reaches on_body the host
+     * retries as usual; after that it never retries, and a transfer cut
+     * later (INGEST_EIO, status and headers of the cut response kept) is
+     * the plugin's to resume, e.g. with "Range: bytes=<next>-". Timeouts:
+     * timeout_ms (0 = 60 s) is not a total but a stall limit: the
+     * transfer fails when no byte arrives for that long (waiting for the
+     * response included), however long it runs in all. Time spent inside
+     * on_body does not count. */
+    int (*on_body)(void *arg, const void *data, size_t len);
+    void *on_body_arg;
 } ingest_http_request;
 
 /* What came back. Host-allocated by api->http_request and owned by the

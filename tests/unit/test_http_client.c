@@ -36,13 +36,14 @@ typedef struct step {
     const char *body;       /* NULL = "" */
     size_t body_len;        /* 0 = strlen(body) */
     int chunked;            /* send without Content-Length */
+    int stall;              /* chunked: send the first half of the body, then nothing */
 } step;
 
 typedef struct seen_request {
     int64_t arrived_ms, replied_ms; /* util_mono_ms() */
     uint16_t peer_port;
     char method[8];
-    char *uri, *authorization, *amz_token, *body;
+    char *uri, *authorization, *amz_token, *amz_sha256, *range, *body;
 } seen_request;
 
 typedef struct mock {
@@ -55,6 +56,9 @@ typedef struct mock {
     size_t n_steps;
     seen_request seen[MAX_REQUESTS];
     size_t n_seen;
+    /* replies left open by stall steps (loop thread only) */
+    struct evhttp_request *stalled[MAX_REQUESTS];
+    size_t n_stalled;
 } mock;
 
 static const char *method_name(enum evhttp_cmd_type cmd)
@@ -90,6 +94,8 @@ static seen_request *record(mock *m, struct evhttp_request *req)
     r->uri = dup_or_null(evhttp_request_get_uri(req));
     r->authorization = dup_or_null(evhttp_find_header(in, "Authorization"));
     r->amz_token = dup_or_null(evhttp_find_header(in, "x-amz-security-token"));
+    r->amz_sha256 = dup_or_null(evhttp_find_header(in, "x-amz-content-sha256"));
+    r->range = dup_or_null(evhttp_find_header(in, "Range"));
     struct evbuffer *body = evhttp_request_get_input_buffer(req);
     size_t len = evbuffer_get_length(body);
     r->body = calloc(1, len + 1);
@@ -119,8 +125,15 @@ static void on_request(struct evhttp_request *req, void *arg)
     add_step_headers(req, &s);
     struct evbuffer *buf = evbuffer_new();
     const char *body = s.body ? s.body : "";
-    evbuffer_add(buf, body, s.body_len ? s.body_len : strlen(body));
-    if (s.chunked) {
+    size_t len = s.body_len ? s.body_len : strlen(body);
+    evbuffer_add(buf, body, s.stall ? len / 2 : len);
+    if (s.stall) {
+        /* the rest never comes; mock_stop() ends the reply */
+        evhttp_send_reply_start(req, s.status, NULL);
+        evhttp_send_reply_chunk(req, buf);
+        if (m->n_stalled < MAX_REQUESTS)
+            m->stalled[m->n_stalled++] = req;
+    } else if (s.chunked) {
         evhttp_send_reply_start(req, s.status, NULL);
         evhttp_send_reply_chunk(req, buf);
         evhttp_send_reply_end(req);
@@ -170,10 +183,15 @@ static mock *mock_start(void)
     return m;
 }
 
+/* End the replies stall steps left open (libevent frees a request whose
+ * client went away only then), and stop the loop. */
 static void break_loop(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
-    event_base_loopbreak(arg);
+    mock *m = arg;
+    for (size_t i = 0; i < m->n_stalled; i++)
+        evhttp_send_reply_end(m->stalled[i]);
+    event_base_loopbreak(m->base);
 }
 
 static void mock_stop(mock *m)
@@ -181,7 +199,7 @@ static void mock_stop(mock *m)
     /* A loopbreak sent before the loop started would be forgotten when it
      * starts; an event is not. */
     struct timeval now = {0, 0};
-    event_base_once(m->base, -1, EV_TIMEOUT, break_loop, m->base, &now);
+    event_base_once(m->base, -1, EV_TIMEOUT, break_loop, m, &now);
     pthread_join(m->thread, NULL);
     evhttp_free(m->http);
     event_base_free(m->base);
@@ -189,6 +207,8 @@ static void mock_stop(mock *m)
         free(m->seen[i].uri);
         free(m->seen[i].authorization);
         free(m->seen[i].amz_token);
+        free(m->seen[i].amz_sha256);
+        free(m->seen[i].range);
         free(m->seen[i].body);
     }
     pthread_mutex_destroy(&m->lock);
@@ -781,6 +801,220 @@ static void test_credentials_never_logged(void **state)
     free(dir);
 }
 
+/* ---- streamed bodies ------------------------------------------------------ */
+
+#define BIG_BODY (1024 * 1024 + 17)
+
+/* What a body sink saw. */
+typedef struct sink {
+    char *data;
+    size_t len, calls;
+    size_t stop_after; /* refuse the chunk that comes after this many bytes; 0 = never */
+    fixture *fx;       /* set: try a nested request from the sink, once */
+    int nested_rc;
+} sink;
+
+static int get(fixture *fx, const http_policy *pol, http_response *resp);
+
+static int sink_take(void *arg, const void *data, size_t len)
+{
+    sink *k = arg;
+    if (k->stop_after && k->len >= k->stop_after)
+        return 1;
+    if (k->fx) {
+        http_response inner;
+        k->nested_rc = get(k->fx, NULL, &inner);
+        http_response_free(&inner);
+        k->fx = NULL;
+    }
+    char *grown = realloc(k->data, k->len + len);
+    assert_non_null(grown);
+    memcpy(grown + k->len, data, len);
+    k->data = grown;
+    k->len += len;
+    k->calls++;
+    return 0;
+}
+
+static char *pattern(size_t n)
+{
+    char *p = malloc(n);
+    assert_non_null(p);
+    for (size_t i = 0; i < n; i++)
+        p[i] = (char)('a' + (i * 7 + i / 4096) % 26);
+    return p;
+}
+
+static int get_streamed(fixture *fx, sink *k, const http_policy *pol, http_response *resp)
+{
+    http_request req = {.url = fx->url, .on_body = sink_take, .on_body_arg = k};
+    return http_client_perform(fx->client, &req, pol, resp);
+}
+
+static void test_streamed_body_goes_to_the_sink_in_order(void **state)
+{
+    fixture *fx = *state;
+    char *big = pattern(BIG_BODY);
+    step with_length[] = {{.status = 200, .body = big, .body_len = BIG_BODY}};
+    step chunked[] = {{.status = 206, .body = big, .body_len = BIG_BODY, .chunked = 1}};
+    const step *variants[] = {with_length, chunked};
+    for (size_t i = 0; i < 2; i++) {
+        mock_script(fx->server, variants[i], 1);
+        sink k = {0};
+        http_response resp;
+        /* the buffered-body cap does not apply to a streamed body */
+        http_policy pol = {.max_response_bytes = 1000};
+        assert_int_equal(get_streamed(fx, &k, &pol, &resp), INGEST_OK);
+        assert_int_equal(resp.status, i == 0 ? 200 : 206);
+        assert_true(resp.streamed);
+        assert_int_equal(resp.streamed_bytes, BIG_BODY);
+        assert_string_equal(resp.body, "");
+        assert_int_equal(resp.body_len, 0);
+        assert_int_equal(k.len, BIG_BODY);
+        assert_true(k.calls > 1);
+        assert_memory_equal(k.data, big, BIG_BODY);
+        http_response_free(&resp);
+        free(k.data);
+    }
+    free(big);
+}
+
+static void test_streamed_error_body_is_buffered(void **state)
+{
+    fixture *fx = *state;
+    const char *xml = "<Error><Code>NoSuchKey</Code></Error>";
+    step s[] = {{.status = 404, .body = xml}};
+    mock_script(fx->server, s, 1);
+    sink k = {0};
+    http_response resp;
+    assert_int_equal(get_streamed(fx, &k, NULL, &resp), INGEST_OK);
+    assert_int_equal(resp.status, 404);
+    assert_false(resp.streamed);
+    assert_string_equal(resp.body, xml);
+    assert_int_equal(k.calls, 0);
+    http_response_free(&resp);
+}
+
+static void test_streamed_retries_before_the_first_byte(void **state)
+{
+    fixture *fx = *state;
+    step s[] = {{.status = 503, .body = "busy"}, {.status = 200, .body = "a,b\n1,2\n"}};
+    mock_script(fx->server, s, 2);
+    sink k = {0};
+    http_response resp;
+    http_policy pol = {.backoff = &quick_backoff};
+    assert_int_equal(get_streamed(fx, &k, &pol, &resp), INGEST_OK);
+    assert_int_equal(resp.status, 200);
+    assert_int_equal(resp.attempts, 2);
+    assert_int_equal(k.len, 8); /* the 503's body never reached the sink */
+    assert_memory_equal(k.data, "a,b\n1,2\n", 8);
+    http_response_free(&resp);
+    free(k.data);
+}
+
+static void test_streamed_transfer_cut_is_not_retried(void **state)
+{
+    fixture *fx = *state;
+    char *big = pattern(200000);
+    step s[] = {{.status = 200, .body = big, .body_len = 200000, .stall = 1},
+                {.status = 200, .body = "again"}};
+    mock_script(fx->server, s, 2);
+    sink k = {0};
+    http_response resp;
+    /* the stall limit: less than 1 byte/s for 1 s */
+    http_policy pol = {.total_timeout_ms = 1000, .backoff = &quick_backoff};
+    int64_t started = util_mono_ms();
+    assert_int_equal(get_streamed(fx, &k, &pol, &resp), INGEST_EIO);
+    assert_in_range(util_mono_ms() - started, 900, 5000);
+    assert_int_equal(resp.attempts, 1);
+    assert_int_equal(mock_count(fx->server), 1);
+    assert_int_equal(resp.status, 200);
+    assert_int_equal(resp.streamed_bytes, 100000);
+    assert_int_equal(k.len, 100000);
+    assert_memory_equal(k.data, big, 100000);
+    assert_contains(resp.error, "transfer cut after 100000 streamed bytes");
+    http_response_free(&resp);
+    free(k.data);
+    free(big);
+}
+
+static void test_sink_can_stop_the_transfer(void **state)
+{
+    fixture *fx = *state;
+    char *big = pattern(BIG_BODY);
+    step s[] = {{.status = 200, .body = big, .body_len = BIG_BODY}};
+    mock_script(fx->server, s, 1);
+    sink k = {.stop_after = 1};
+    http_response resp;
+    assert_int_equal(get_streamed(fx, &k, NULL, &resp), INGEST_ECANCELED);
+    assert_int_equal(resp.attempts, 1);
+    assert_int_equal(mock_count(fx->server), 1);
+    assert_int_equal(resp.streamed_bytes, k.len);
+    assert_true(k.len > 0 && k.len < BIG_BODY);
+    assert_contains(resp.error, "stopped by the body sink");
+    http_response_free(&resp);
+    free(k.data);
+
+    /* the worker's handle is usable again afterwards */
+    step small[] = {{.status = 200, .body = "ok"}};
+    mock_script(fx->server, small, 1);
+    assert_int_equal(get(fx, NULL, &resp), INGEST_OK);
+    http_response_free(&resp);
+    free(big); /* the script no longer points at it */
+}
+
+static void test_request_from_inside_a_sink_is_refused(void **state)
+{
+    fixture *fx = *state;
+    step s[] = {{.status = 200, .body = "data"}};
+    mock_script(fx->server, s, 1);
+    sink k = {.fx = fx, .nested_rc = 1};
+    http_response resp;
+    assert_int_equal(get_streamed(fx, &k, NULL, &resp), INGEST_OK);
+    assert_int_equal(k.nested_rc, INGEST_ESTATE);
+    assert_int_equal(k.len, 4);
+    assert_int_equal(mock_count(fx->server), 1);
+    http_response_free(&resp);
+    free(k.data);
+}
+
+static void test_sigv4_sends_the_payload_hash(void **state)
+{
+    fixture *fx = *state;
+    http_response resp;
+    http_request aws = {.url = fx->url,
+                        .aws_sigv4 = "aws:amz:us-east-1:s3",
+                        .aws_access_key = "AKIDEXAMPLE",
+                        .aws_secret_key = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"};
+    assert_int_equal(http_client_perform(fx->client, &aws, NULL, &resp), INGEST_OK);
+    http_response_free(&resp);
+    seen_request *seen = &fx->server->seen[0];
+    assert_non_null(seen->amz_sha256);
+    /* the SHA-256 of the empty body */
+    assert_string_equal(seen->amz_sha256,
+                        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    assert_contains(seen->authorization, "x-amz-content-sha256");
+    /* every signed header is sent: no "Expect:" removal entry among them */
+    assert_not_contains(seen->authorization, "expect");
+    assert_null(seen->amz_token);
+
+    /* the plugin's own value wins; without one, the body's hash */
+    ingest_header own[] = {{"x-amz-content-sha256", "UNSIGNED-PAYLOAD"}};
+    aws.method = "PUT";
+    aws.body = "abc";
+    aws.body_len = 3;
+    aws.headers = own;
+    aws.n_headers = 1;
+    assert_int_equal(http_client_perform(fx->client, &aws, NULL, &resp), INGEST_OK);
+    http_response_free(&resp);
+    assert_string_equal(fx->server->seen[1].amz_sha256, "UNSIGNED-PAYLOAD");
+    aws.n_headers = 0;
+    assert_int_equal(http_client_perform(fx->client, &aws, NULL, &resp), INGEST_OK);
+    http_response_free(&resp);
+    assert_string_equal(fx->server->seen[2].amz_sha256,
+                        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -809,6 +1043,13 @@ int main(void)
         T(test_basic_auth_and_sigv4_are_sent),
         T(test_redact_url),
         T(test_credentials_never_logged),
+        T(test_streamed_body_goes_to_the_sink_in_order),
+        T(test_streamed_error_body_is_buffered),
+        T(test_streamed_retries_before_the_first_byte),
+        T(test_streamed_transfer_cut_is_not_retried),
+        T(test_sink_can_stop_the_transfer),
+        T(test_request_from_inside_a_sink_is_refused),
+        T(test_sigv4_sends_the_payload_hash),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     libevent_global_shutdown();
