@@ -998,25 +998,10 @@ static int submit_and_wait(store *st, store_req *r)
     return r->status;
 }
 
-int store_commit(store *st, const copy_rows *rows, const store_cursor *cursor, int *inserted)
-{
-    return store_commit_fenced(st, rows, cursor, NULL, inserted);
-}
-
 int store_call(store *st, store_fn fn, void *arg)
 {
     store_req r = {.kind = REQ_CALL, .fn = fn, .fn_arg = arg, .status = INGEST_EIO};
     return submit_and_wait(st, &r);
-}
-
-int store_commit_fenced(store *st, const copy_rows *rows, const store_cursor *cursor,
-                        const store_fence *fence, int *inserted)
-{
-    store_part part = {rows, cursor, fence, INGEST_EIO, 0, NULL};
-    int status = store_commit_parts(st, &part, 1);
-    if (inserted)
-        *inserted = status == INGEST_OK ? part.inserted : 0;
-    return status;
 }
 
 int store_commit_parts(store *st, store_part *parts, size_t n)

@@ -32,15 +32,6 @@ void store_last_error(store *st, char *out, size_t len);
 #define STORE_SIGNAL_COLUMNS                                                                       \
     "tenant_id, connection_id, source, kind, occurred_at, dedupe_key, payload, raw, provenance"
 
-/* Insert `rows` (signal rows in COPY text format with STORE_SIGNAL_COLUMNS;
- * may be NULL or empty) and upsert `cursor` (may be NULL) in one transaction
- * shared with other callers' pages. Blocks until committed or failed.
- * *inserted (may be NULL) receives the number of new rows (duplicates by
- * dedupe key are not counted). The store adds ingested_at (the commit's
- * time) to each row's provenance. The caller keeps ownership of rows.
- * Returns an ingest_status. */
-int store_commit(store *st, const copy_rows *rows, const store_cursor *cursor, int *inserted);
-
 /* A commit made by a sync job also proves the job's lease is still held by
  * `owner` and extends it by lease_s: if another host took the job over, the
  * commit is refused (INGEST_ECANCELED) and nothing of it is stored. */
@@ -59,17 +50,16 @@ typedef struct store_fence {
     int complete;
 } store_fence;
 
-int store_commit_fenced(store *st, const copy_rows *rows, const store_cursor *cursor,
-                        const store_fence *fence, int *inserted);
-
 /* Columns of a rejected-record row (a dead letter), in copy_rows order. */
 #define STORE_REJECT_COLUMNS "kind, tenant_id, provider, connection_id, ref_id, payload, error"
 
-/* One caller's share of a commit: rows, cursor and fence as for
- * store_commit_fenced, and dead letters for the records it rejected
- * (rows in COPY text format with STORE_REJECT_COLUMNS). Each may be NULL;
- * all are borrowed until the call returns. The store writes status (an
- * ingest_status) and inserted. */
+/* One caller's share of a commit, each member may be NULL and all are
+ * borrowed until the call returns: signal rows (COPY text format with
+ * STORE_SIGNAL_COLUMNS; the store adds ingested_at, the commit's time, to
+ * each row's provenance), a cursor to upsert, a fence to prove, and dead
+ * letters for the records the caller rejected (COPY text format with
+ * STORE_REJECT_COLUMNS). The store writes status (an ingest_status) and
+ * inserted (new rows; duplicates by dedupe key are not counted). */
 typedef struct store_part {
     const copy_rows *rows;
     const store_cursor *cursor;
