@@ -211,6 +211,11 @@ static int api_connection_config(ingest_run *run, char **json)
     return run ? connection_config_get(run, json) : INGEST_EINVAL;
 }
 
+static int api_connection_config_merge(ingest_run *run, const char *json_object)
+{
+    return run ? connection_config_merge(run, json_object) : INGEST_EINVAL;
+}
+
 static int api_reject(ingest_run *run, const char *error, const char *detail_json)
 {
     return run ? run_reject(run, error, detail_json) : INGEST_EINVAL;
@@ -251,6 +256,7 @@ static const ingest_host_api table = {
     .secret_put = api_secret_put,
     .connection_config = api_connection_config,
     .reject = api_reject,
+    .connection_config_merge = api_connection_config_merge,
 };
 
 const ingest_host_api *api_table(void) { return &table; }

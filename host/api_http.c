@@ -58,6 +58,14 @@ static int valid_sigv4(const char *scope)
            strspn(scope, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789:_.-") == n;
 }
 
+/* A bucket name becomes part of the limiter key (and of log lines). */
+static int valid_bucket(const char *name)
+{
+    size_t n = strlen(name);
+    return n > 0 && n <= 64 &&
+           strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == n;
+}
+
 /* Copy the plugin's request into a zeroed host-sized struct by its size.
  * Members past the plugin's struct_size (minor 2's aws_sigv4 and on_body
  * for a minor-1 plugin) stay zero. */
@@ -73,6 +81,8 @@ static int take_request(const ingest_http_request *in, ingest_http_request *out)
         return INGEST_EINVAL;
     if (out->aws_sigv4 &&
         (out->auth != INGEST_HTTP_AUTH_CONNECTION || !valid_sigv4(out->aws_sigv4)))
+        return INGEST_EINVAL;
+    if (out->rate_bucket && !valid_bucket(out->rate_bucket))
         return INGEST_EINVAL;
     return out->auth == INGEST_HTTP_AUTH_NONE || out->auth == INGEST_HTTP_AUTH_CONNECTION
                ? INGEST_OK
@@ -300,8 +310,12 @@ static int perform(ingest_run *run, const ingest_http_request *req, const auth_p
     instance *inst = run_instance(run);
     hostd *h = inst->host;
     const char *conn = run_connection(run);
+    /* A rate bucket is a limiter key of its own: its quota, its Retry-After. */
     char key[256];
-    snprintf(key, sizeof key, "%s/%s", inst->name, conn ? conn : "-");
+    if (req->rate_bucket)
+        snprintf(key, sizeof key, "%s/%s/%s", inst->name, conn ? conn : "-", req->rate_bucket);
+    else
+        snprintf(key, sizeof key, "%s/%s", inst->name, conn ? conn : "-");
     http_request hr = {.method = req->method,
                        .url = req->url,
                        .headers = a->headers,
@@ -318,7 +332,7 @@ static int perform(ingest_run *run, const ingest_http_request *req, const auth_p
     /* Shutdown raises shutting_down: waits and transfers end promptly. */
     http_policy pol = {.provider = inst->name,
                        .limiter_key = key,
-                       .quota = inst->desc.rate_limit,
+                       .quota = req->rate_bucket ? req->rate_bucket_limit : inst->desc.rate_limit,
                        .total_timeout_ms = req->timeout_ms,
                        .max_response_bytes = req->max_response_bytes,
                        .cancel = &h->shutting_down};

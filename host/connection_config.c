@@ -2,6 +2,7 @@
  * ever sees the settings of its own connections. */
 #include "connection_config.h"
 
+#include <json-c/json.h>
 #include <libpq-fe.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,5 +49,66 @@ int connection_config_get(ingest_run *run, char **json)
         *json = a.json;
     else
         free(a.json);
+    return rc;
+}
+
+/* Keys set to null go, the others replace or join; one statement, so two
+ * merges never lose each other's keys. */
+static const char merge_config_sql[] =
+    "UPDATE connections SET config ="
+    " (COALESCE(config, '{}'::jsonb) - ARRAY(SELECT key FROM jsonb_each($3::jsonb)"
+    "                                         WHERE value = 'null'::jsonb))"
+    " || (SELECT COALESCE(jsonb_object_agg(key, value), '{}'::jsonb)"
+    "     FROM jsonb_each($3::jsonb) WHERE value <> 'null'::jsonb)"
+    " WHERE id = $1::uuid AND provider = $2";
+
+#define MERGE_MAX_BYTES (64 * 1024)
+
+typedef struct merge_args {
+    const char *connection_id, *provider, *json;
+} merge_args;
+
+static int merge_fn(PGconn *conn, void *arg)
+{
+    merge_args *a = arg;
+    const char *p[] = {a->connection_id, a->provider, a->json};
+    PGresult *res = NULL;
+    int rc = store_exec(conn, merge_config_sql, 3, p, &res, NULL, 0);
+    if (rc == INGEST_OK && atoi(PQcmdTuples(res)) != 1)
+        rc = INGEST_ENOTFOUND;
+    PQclear(res);
+    return rc;
+}
+
+/* Strictly parsed (what json-c accepts here, jsonb accepts too) and written
+ * out again, so PostgreSQL never sees the plugin's own text. */
+static char *object_text(const char *text)
+{
+    if (!text || strlen(text) > MERGE_MAX_BYTES)
+        return NULL;
+    json_tokener *tok = json_tokener_new();
+    if (!tok)
+        return NULL;
+    json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+    json_object *o = json_tokener_parse_ex(tok, text, (int)strlen(text) + 1);
+    char *out = NULL;
+    if (json_tokener_get_error(tok) == json_tokener_success &&
+        json_object_is_type(o, json_type_object))
+        out = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+    json_object_put(o);
+    json_tokener_free(tok);
+    return out;
+}
+
+int connection_config_merge(ingest_run *run, const char *json_object)
+{
+    instance *inst = run_instance(run);
+    merge_args a = {run_connection(run), inst->name, NULL};
+    char *text = object_text(json_object);
+    if (!text)
+        return INGEST_EINVAL;
+    a.json = text;
+    int rc = a.connection_id ? store_call(inst->host->store, merge_fn, &a) : INGEST_ENOTFOUND;
+    free(text);
     return rc;
 }

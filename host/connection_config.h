@@ -10,4 +10,11 @@
  * it is not a connection of the run's plugin. Blocks on the store. */
 int connection_config_get(ingest_run *run, char **json);
 
+/* api->connection_config_merge: the members of `json_object` (JSON object
+ * text, at most 64 KiB) replace those of the same name in the settings of
+ * the run's connection, a null removing its key, in one statement.
+ * INGEST_EINVAL for anything but a JSON object, INGEST_ENOTFOUND when the
+ * run has no connection of its plugin, INGEST_EIO when the store failed. */
+int connection_config_merge(ingest_run *run, const char *json_object);
+
 #endif

@@ -360,7 +360,7 @@ static void store_tokens(rest_req *r, exchange *x)
         rest_fail(r, 502, "oauth_exchange_failed",
                   "the token endpoint of %s answered without an access_token", r->inst->name);
     else if (rest_connection_store(r, "oauth2", state_str(x, "name"), config, secrets, expires_in,
-                                   0, id) == 0) {
+                                   0, x->reply, id) == 0) {
         json_object *out = json_object_new_object();
         json_object_object_add(out, "id", json_object_new_string(id));
         json_object_object_add(out, "provider", json_object_new_string(r->inst->name));

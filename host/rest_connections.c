@@ -120,8 +120,28 @@ static int run_check(rest_req *r, const char *id)
     return rc == INGEST_OK ? 0 : -1;
 }
 
+/* The plugin keeps what the token reply holds beyond the standard fields
+ * (ABI minor 3); the connection is not active yet. */
+static int run_on_authorized(rest_req *r, const char *id, const char *token_reply)
+{
+    const ingest_plugin *d = &r->inst->desc;
+    if (!d->on_authorized)
+        return 0;
+    ingest_run *run = run_new(r->inst, r->tenant, id, NULL, NULL);
+    if (!run) {
+        rest_fail(r, 503, "busy", "out of memory");
+        return -1;
+    }
+    int rc = d->on_authorized(run, r->inst->state, token_reply);
+    if (rc != INGEST_OK)
+        check_failed(r, rc, run);
+    run_free(run);
+    return rc == INGEST_OK ? 0 : -1;
+}
+
 int rest_connection_store(rest_req *r, const char *auth_kind, const char *name, json_object *config,
-                          json_object *secrets, long long expires_in_s, int check, char id_out[37])
+                          json_object *secrets, long long expires_in_s, int check,
+                          const char *token_reply, char id_out[37])
 {
     store_args a = {.r = r, .auth_kind = auth_kind, .name = name};
     a.config = config ? json_object_to_json_string_ext(config, JSON_C_TO_STRING_PLAIN) : NULL;
@@ -136,6 +156,7 @@ int rest_connection_store(rest_req *r, const char *auth_kind, const char *name, 
         rest_fail(r, 503, "database_unavailable", "the connection's secrets could not be stored");
         r->retry_after = REST_RETRY_DOWN_S;
     }
+    ok = ok && (!token_reply || run_on_authorized(r, a.id, token_reply) == 0);
     ok = ok && (!check || run_check(r, a.id) == 0);
     if (ok && store_call(r->h->store, activate_fn, &a) != INGEST_OK) {
         rest_fail(r, 503, "database_unavailable", "the connection could not be activated");
@@ -339,8 +360,8 @@ static void create_work(rest_req *r)
     create_ctx *c = r->ctx;
     char id[37];
     const char *kind = instance_auth_kind_name(c->kind);
-    if (rest_connection_store(r, kind ? kind : "none", c->name, c->config, c->secrets, -1, 1, id) <
-        0)
+    if (rest_connection_store(r, kind ? kind : "none", c->name, c->config, c->secrets, -1, 1, NULL,
+                              id) < 0)
         return;
     json_object *out = json_object_new_object();
     json_object_object_add(out, "id", json_object_new_string(id));

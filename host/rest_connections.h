@@ -14,7 +14,8 @@
  * activate it; on any failure remove it again and record the problem.
  * 0 with the new id in id_out[37], or -1. */
 int rest_connection_store(rest_req *r, const char *auth_kind, const char *name, json_object *config,
-                          json_object *secrets, long long expires_in_s, int check, char id_out[37]);
+                          json_object *secrets, long long expires_in_s, int check,
+                          const char *token_reply, char id_out[37]);
 
 /* The connection as the API shows it: names of its secrets, never values. */
 #define REST_CONNECTION_JSON                                                                       \

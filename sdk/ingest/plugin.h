@@ -52,7 +52,7 @@ extern "C" {
 #endif
 
 #define INGEST_ABI_MAJOR 1
-#define INGEST_ABI_MINOR 2
+#define INGEST_ABI_MINOR 3
 #define INGEST_ABI_MAGIC 0x50474e49u /* "INGP" little-endian */
 
 /* The entry symbol's name carries the ABI major. */
@@ -409,6 +409,24 @@ typedef struct ingest_plugin {
      * fails with INGEST_ESTATE. A plugin that accepts INGEST_AUTH_APP
      * without mint_token is refused at load. `run` is borrowed. */
     int (*mint_token)(ingest_run *run, void *state);
+
+    /* --- ABI minor 3 --------------------------------------------------- */
+
+    /* Optional, for OAUTH2 connections. Called once after the host has
+     * exchanged an authorization code (GET /connect/{provider}/callback) and
+     * stored the access and refresh tokens, with a run bound to the new
+     * connection, which is not active yet (check_connection is not called
+     * for these connections: the provider has just issued the tokens).
+     * `token_reply_json` is the token endpoint's reply as it came (borrowed
+     * for the call; it holds credentials: never log or keep it). Use it to
+     * keep what a provider returns beyond the standard fields (Slack's
+     * authed_user.access_token: api->secret_put) and to look up what the
+     * connection needs before it can be used (Atlassian's cloud id:
+     * api->http_request with INGEST_HTTP_AUTH_CONNECTION, then
+     * api->connection_config_merge). Return INGEST_OK to go on; any other
+     * status is answered as check_connection's is (INGEST_EAUTH: 422), and
+     * the connection is removed. */
+    int (*on_authorized)(ingest_run *run, void *state, const char *token_reply_json);
 } ingest_plugin;
 
 /* ------------------------------------------------------------------------ */
@@ -501,6 +519,20 @@ typedef struct ingest_http_request {
      * on_body does not count. */
     int (*on_body)(void *arg, const void *data, size_t len);
     void *on_body_arg;
+
+    /* --- ABI minor 3 --------------------------------------------------- */
+
+    /* A quota of its own for this request, for providers that limit each
+     * method separately (Slack's tiers: conversations.history 50/min,
+     * users.list 20/min, ...). Requests naming the same bucket are metered
+     * per connection against rate_bucket_limit (at the host's share of it)
+     * instead of the plugin's rate_limit, and a 429's Retry-After or the
+     * reported X-RateLimit-* quota holds only that bucket. NULL = the
+     * plugin's quota. `rate_bucket` is [A-Za-z0-9._-]{1,64} (INGEST_EINVAL
+     * otherwise); rate_bucket_limit.requests == 0 leaves only what the
+     * provider's headers and Retry-After say. */
+    const char *rate_bucket;
+    ingest_rate_limit rate_bucket_limit;
 } ingest_http_request;
 
 /* What came back. Host-allocated by api->http_request and owned by the
@@ -712,6 +744,19 @@ typedef struct ingest_host_api {
      * the source and sync again). INGEST_EINVAL when detail_json is not a
      * JSON object. */
     int (*reject)(ingest_run *run, const char *error, const char *detail_json);
+
+    /* --- Connection settings, written (ABI minor 3) ---------------------
+     * Merge the members of `json_object` (a JSON object text, copied) into
+     * the run's connection's settings, top-level keys replacing those of the
+     * same name, a null value removing its key; the result is what
+     * api->connection_config returns from then on. For what a plugin learns
+     * about a connection and should not ask again (Atlassian's cloud id and
+     * site URL, a Slack workspace's team id); never for credentials (use
+     * api->secret_put). Only the run's own connection, and only if it is a
+     * connection of this plugin. Blocks on the store. INGEST_EINVAL when the
+     * text is not a JSON object (at most 64 KiB), INGEST_ENOTFOUND without
+     * such a connection, INGEST_EIO when the store failed. */
+    int (*connection_config_merge)(ingest_run *run, const char *json_object);
 } ingest_host_api;
 
 /* True when the host's table is new enough to carry `member` and fills it. */

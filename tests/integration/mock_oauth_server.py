@@ -26,6 +26,7 @@ class MockOAuthServer:
         self.client_secret = client_secret
         self.access_token = access_token
         self.refresh_token = refresh_token
+        self.extra_reply = {}
         self.expires_in = expires_in
         self.deny = False
         self.codes = {}  # code -> authorize params
@@ -76,8 +77,10 @@ class MockOAuthServer:
             digest = hashlib.sha256(verifier.encode()).digest()
             if base64.urlsafe_b64encode(digest).rstrip(b"=").decode() != challenge:
                 return refuse("invalid_grant")
-        return 200, {"access_token": self.access_token, "refresh_token": self.refresh_token,
-                     "expires_in": self.expires_in, "token_type": "bearer"}
+        reply = {"access_token": self.access_token, "refresh_token": self.refresh_token,
+                 "expires_in": self.expires_in, "token_type": "bearer"}
+        reply.update(self.extra_reply)  # provider-specific members (Slack's authed_user)
+        return 200, reply
 
     def _handler(self):
         mock = self

@@ -483,7 +483,11 @@ def follow_authorize(url):
 
 
 def test_oauth_connect_flow(api, oauth, pg_cluster, db_url):
-    start_ = api.ok("POST", "/connect/restp", body={"name": "my org", "config": {"org": "x"}})
+    # Slack-like extras the plugin's on_authorized keeps (ABI minor 3).
+    oauth.extra_reply = {"team": {"id": "T0001", "name": "Acme"},
+                         "authed_user": {"id": "U1", "access_token": "xoxp-user-secret"}}
+    start_ = api.ok("POST", "/connect/restp",
+                    body={"name": "my org", "config": {"org": "x", "drop_me": 1}})
     url = urllib.parse.urlsplit(start_["authorize_url"])
     params = dict(urllib.parse.parse_qsl(url.query))
     assert f"{url.scheme}://{url.netloc}{url.path}" == f"{oauth.url}/authorize"
@@ -504,14 +508,14 @@ def test_oauth_connect_flow(api, oauth, pg_cluster, db_url):
 
     conn = api.ok("GET", f"/connections/{cid}")
     assert conn["status"] == "active" and conn["auth_kind"] == "oauth2"
-    assert conn["name"] == "my org" and conn["config"] == {"org": "x"}
-    assert conn["secret_fields"] == ["access_token", "refresh_token"]
+    assert conn["name"] == "my org" and conn["config"] == {"org": "x", "team_id": "T0001"}
+    assert conn["secret_fields"] == ["access_token", "refresh_token", "user_token"]
     assert conn["token_expires_at"] is not None
     problem_of(api.call("GET", f"/connections/{cid}", tenant=TENANT_B), 404)
     dump = subprocess.run([find_pg_dump(), db_url], capture_output=True, text=True, timeout=60,
                           check=True).stdout
     for secret in (oauth.access_token, oauth.refresh_token, oauth.client_secret,
-                   token_req["code_verifier"]):
+                   token_req["code_verifier"], "xoxp-user-secret"):
         assert secret not in dump
         assert secret not in api.d.log_text()
 
@@ -535,6 +539,17 @@ def test_oauth_connect_errors(api, oauth):
     callback = follow_authorize(start_["authorize_url"])
     body = problem_of(api.call("GET", callback, token=None, tenant=None), 400)
     assert body["code"] == "oauth_denied"
+
+
+def test_oauth_reply_refused_by_the_plugin(api, oauth, pg_cluster, db_url):
+    """on_authorized refusing the token reply: 422, and no connection left."""
+    oauth.extra_reply = {"ok": False}
+    start_ = api.ok("POST", "/connect/restp", body={"name": "refused"})
+    callback = follow_authorize(start_["authorize_url"])
+    body = problem_of(api.call("GET", callback, token=None, tenant=None), 422)
+    assert body["code"] == "credentials_rejected"
+    assert q(pg_cluster, db_url, "SELECT count(*) FROM connections WHERE name = 'refused'",
+             ())[0][0] == 0
 
 
 def test_oauth_not_configured(daemon_factory):

@@ -102,6 +102,31 @@ def test_rate_limit_share_of_declared_quota(daemon_factory, pg_cluster, db_url, 
     assert_all_stored(pg_cluster, db_url, provider)
 
 
+def test_rate_bucket_quota_replaces_the_declared_one(daemon_factory, pg_cluster, db_url, hub):
+    """Requests naming a rate bucket (ABI minor 3, Slack's per-method tiers)
+    are metered against the bucket's quota, not the plugin's 600/60 s: with
+    3 per 2 s at share 1.0, 9 requests take at least two full windows and no
+    2-second window holds more than 3."""
+    provider = hub(n_items=18, page_size=2)  # 9 requests
+    t0 = time.monotonic()
+    extra = "rate_limit_share = 1.0;"
+    conf = (f'log_level = "debug";\njob_poll_ms = 100;\n{extra}\n'
+            f'plugins = {{ mockhub = {{ base_url = "{provider.url}"; bucket_requests = 3;'
+            f' bucket_window_s = 2; }}; }};\n')
+    daemon = daemon_factory.start(conf_text=conf, plugins=["mockhub"])
+    wait_for(lambda: readyz(daemon) == 200, 20)
+    job_id, _ = enqueue(pg_cluster, db_url, daemon)
+    state, attempts, err = wait_job(pg_cluster, db_url, daemon, job_id, 60)
+    assert state == "succeeded", err
+    times = [r.mono for r in provider.snapshot()]
+    assert len(times) == 9
+    worst = max(sum(1 for t in times if s0 <= t < s0 + 2.0) for s0 in times)
+    assert worst <= 3, f"{worst} requests in one 2-second window of bucket items.list"
+    assert times[-1] - times[0] >= 4.0 - 0.05
+    assert time.monotonic() - t0 < 60
+    assert_all_stored(pg_cluster, db_url, provider)
+
+
 def test_429_retry_after_is_honoured(daemon_factory, pg_cluster, db_url, hub):
     provider = hub(n_items=12, page_size=3)
     provider.script_page(2, ("status", 429, {"Retry-After": "2"}))

@@ -19,6 +19,8 @@
 
 typedef struct mockhub_conf {
     const char *base_url;
+    int64_t bucket_requests; /* > 0: every request in rate bucket "items.list" */
+    int64_t bucket_window_s;
 } mockhub_conf;
 
 static const ingest_config_field mockhub_config[] = {
@@ -29,6 +31,20 @@ static const ingest_config_field mockhub_config[] = {
      .max = 512,
      .offset = offsetof(mockhub_conf, base_url),
      .doc = "the mock provider's base URL, e.g. http://127.0.0.1:8123"},
+    {.key = "bucket_requests",
+     .type = INGEST_CONF_INT,
+     .default_value = "0",
+     .min = 0,
+     .max = 100000,
+     .offset = offsetof(mockhub_conf, bucket_requests),
+     .doc = "> 0: requests go in rate bucket items.list with this quota (ABI minor 3)"},
+    {.key = "bucket_window_s",
+     .type = INGEST_CONF_INT,
+     .default_value = "60",
+     .min = 1,
+     .max = 3600,
+     .offset = offsetof(mockhub_conf, bucket_window_s),
+     .doc = "the rate bucket's window"},
 };
 
 static const ingest_stream mockhub_streams[] = {
@@ -85,6 +101,11 @@ static int fetch(mockhub_state *st, ingest_run *run, const ingest_job *job, cons
                                .n_headers = 1,
                                .auth = job->connection_id ? INGEST_HTTP_AUTH_CONNECTION
                                                           : INGEST_HTTP_AUTH_NONE};
+    if (st->conf->bucket_requests > 0) {
+        req.rate_bucket = "items.list";
+        req.rate_bucket_limit = (ingest_rate_limit){(uint32_t)st->conf->bucket_requests,
+                                                    (uint32_t)st->conf->bucket_window_s};
+    }
     int rc = st->api->http_request(run, &req, resp);
     if (rc == INGEST_OK && (*resp)->status != 200) {
         st->api->log(st->ctx, run, INGEST_LOG_WARN, "GET items answered HTTP %ld", (*resp)->status);

@@ -8,9 +8,14 @@
  * can see a refused connection never being stored. The OAuth2 variant's
  * endpoints cannot resolve: tests point the host at a mock authorization
  * server with plugins.restp.oauth_authorize_url / oauth_token_url.
+ * Its on_authorized keeps a Slack-like reply's extra members: the user
+ * token (authed_user.access_token) as a secret, the team in the settings;
+ * a reply with "ok": false is refused.
  */
 #include <stdlib.h>
 #include <string.h>
+
+#include <json-c/json.h>
 
 #include "ingest/plugin.h"
 
@@ -78,6 +83,45 @@ static int rest_webhook(ingest_run *run, void *state, const ingest_delivery *del
 }
 #endif
 
+#if defined(AUTH_OAUTH2)
+/* The string at obj.a.b, or NULL. */
+static const char *string_at(json_object *obj, const char *a, const char *b)
+{
+    json_object *v = NULL;
+    if (!json_object_object_get_ex(obj, a, &v) || (b && !json_object_object_get_ex(v, b, &v)))
+        return NULL;
+    return json_object_is_type(v, json_type_string) ? json_object_get_string(v) : NULL;
+}
+
+static int keep_reply_extras(const ingest_host_api *api, ingest_run *run, json_object *reply)
+{
+    const char *user_token = string_at(reply, "authed_user", "access_token");
+    int rc = user_token ? api->secret_put(run, "user_token", user_token, 0) : INGEST_OK;
+    const char *team = string_at(reply, "team", "id");
+    if (rc == INGEST_OK && team) {
+        json_object *merge = json_object_new_object();
+        json_object_object_add(merge, "team_id", json_object_new_string(team));
+        json_object_object_add(merge, "drop_me", NULL);
+        rc = api->connection_config_merge(run, json_object_to_json_string(merge));
+        json_object_put(merge);
+    }
+    return rc;
+}
+
+static int rest_authorized(ingest_run *run, void *state, const char *token_reply_json)
+{
+    const ingest_host_api *api = ((rest_state *)state)->api;
+    json_object *reply = json_tokener_parse(token_reply_json), *ok = NULL;
+    int rc = INGEST_EINVAL;
+    if (json_object_is_type(reply, json_type_object)) {
+        int refused = json_object_object_get_ex(reply, "ok", &ok) && !json_object_get_boolean(ok);
+        rc = refused ? INGEST_EAUTH : keep_reply_extras(api, run, reply);
+    }
+    json_object_put(reply);
+    return rc;
+}
+#endif
+
 static int rest_init(const ingest_host_api *api, ingest_ctx *ctx, const void *conf, void **state)
 {
     (void)ctx;
@@ -110,6 +154,7 @@ static const ingest_plugin descriptor = {
              .pkce = 1},
     .webhook = {.scheme = INGEST_WEBHOOK_HMAC_SHA256, .signature_header = "X-Rest-Signature"},
     .handle_webhook = rest_webhook,
+    .on_authorized = rest_authorized,
 #elif defined(AUTH_BASIC)
     .auth = {.kind = INGEST_AUTH_BASIC},
 #elif defined(AUTH_AWS)
