@@ -259,12 +259,17 @@ static double circuit_gauge(circuit_state s)
 
 /* ---- running one job ------------------------------------------------- */
 
+/* Refused credentials fail for good at once: a retry would be refused the
+ * same way, and they say nothing about the provider being up (the circuit
+ * only counts JOB_FAILED). */
 static job_outcome outcome_of(int rc)
 {
     if (rc == INGEST_OK)
         return JOB_SUCCEEDED;
     if (rc == INGEST_ERATELIMITED)
         return JOB_RATE_LIMITED;
+    if (rc == INGEST_EAUTH)
+        return JOB_DEAD;
     return JOB_FAILED;
 }
 

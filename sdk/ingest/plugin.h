@@ -340,7 +340,11 @@ typedef struct ingest_plugin {
     ingest_health_state (*health)(void *state, char *detail, size_t detail_len);
 
     /* Optional. Pull records for one stream of one connection. Emit signals
-     * and advance the cursor page by page with api->cursor_set(). */
+     * and advance the cursor page by page with api->cursor_set(). Return
+     * INGEST_ERATELIMITED to be rescheduled without a failed attempt,
+     * INGEST_EAUTH when the provider refused the credentials (the job ends
+     * at once as dead: retrying would be refused the same way), any other
+     * negative status to be retried with backoff. */
     int (*sync)(ingest_run *run, void *state, const ingest_job *job);
 
     /* Optional. Turn one stored, verified delivery into signals. */

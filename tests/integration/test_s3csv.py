@@ -496,14 +496,18 @@ ONE_ATTEMPT = "job_max_retries = 0;\ncircuit_failure_threshold = 1000;"
 def test_wrong_credentials_fail_the_job_and_store_nothing(s3, daemon_factory, pg_cluster,
                                                           db_url):
     s3.put_object(BUCKET, "in/a.csv", gen_csv(10))
-    d = start(daemon_factory, extra=ONE_ATTEMPT)
+    # The default retry policy: refused credentials end the job at once
+    # (dead after one attempt), whatever job_max_retries says.
+    d = start(daemon_factory)
     good = s3.new_credentials()
     bad_secret = dict(good, secret_access_key=good["secret_access_key"] + "x")
     unknown = {"access_key_id": "AKIAUNKNOWN000000000", "secret_access_key": "nope-" * 6}
     for creds, code in ((bad_secret, "SignatureDoesNotMatch"), (unknown, "InvalidAccessKeyId")):
         cid = add_connection(d, connection_config(s3, prefix="in/"), creds)
         job, state, err = sync(pg_cluster, db_url, d, cid, expect=None)
-        assert state in ("failed", "dead"), (state, err)
+        assert state == "dead", (state, err)
+        assert count(pg_cluster, db_url, "SELECT attempts FROM sync_jobs WHERE id = %s",
+                     (job,)) == 1
         assert "status -8" in err, err  # INGEST_EAUTH
         log = d.log_text()
         assert code in log and "ListObjectsV2 of bucket ingest-test failed" in log
