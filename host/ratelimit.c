@@ -3,6 +3,7 @@
  * from its old end), so a single lock does not become a bottleneck for a
  * worker pool. */
 #include "ratelimit.h"
+#include "util.h"
 
 #include <curl/curl.h>
 #include <math.h>
@@ -324,17 +325,32 @@ typedef struct reported_quota {
     double window_s; /* from a policy, used when no reset is given */
 } reported_quota;
 
-static void read_x_ratelimit(const ingest_header *h, size_t n, int64_t wall_ms, reported_quota *q)
+/* X-RateLimit-Reset as seconds from now: a count of seconds, unix epoch
+ * seconds (GitHub) or an ISO 8601 time (Jira: "2024-05-01T10:00Z", whose
+ * leading "2024" must not pass for 2024 seconds); -1 when unreadable. */
+static double x_reset_seconds(const char *value, int64_t wall_ms)
 {
-    q->limit = leading_number(header_get(h, n, "X-RateLimit-Limit"));
-    q->remaining = leading_number(header_get(h, n, "X-RateLimit-Remaining"));
-    double reset = leading_number(header_get(h, n, "X-RateLimit-Reset"));
+    int64_t at_us;
+    if (value && strlen(value) >= 10 && value[4] == '-' && value[7] == '-') {
+        if (util_parse_time(value, &at_us) != 0)
+            return -1;
+        double left = (double)at_us / 1e6 - (double)wall_ms / 1000.0;
+        return left > 0 ? left : 0;
+    }
+    double reset = leading_number(value);
     if (reset >= EPOCH_THRESHOLD) {
         reset -= (double)wall_ms / 1000.0; /* GitHub: unix epoch seconds */
         if (reset < 0)
             reset = 0;
     }
-    q->reset_s = reset;
+    return reset;
+}
+
+static void read_x_ratelimit(const ingest_header *h, size_t n, int64_t wall_ms, reported_quota *q)
+{
+    q->limit = leading_number(header_get(h, n, "X-RateLimit-Limit"));
+    q->remaining = leading_number(header_get(h, n, "X-RateLimit-Remaining"));
+    q->reset_s = x_reset_seconds(header_get(h, n, "X-RateLimit-Reset"), wall_ms);
 }
 
 /* IETF RateLimit-* fields override X-RateLimit-* where both are present. */

@@ -234,6 +234,26 @@ static void test_reported_quota_share_then_wait_for_reset(void **state)
     assert_int_equal(ratelimit_reserve(rl, "gh/c", no_quota, MONO0 + HOUR_MS), 0);
 }
 
+/* Jira sends the reset as an ISO 8601 time; its year is not a count of
+ * seconds. */
+static void test_reported_reset_as_iso_time(void **state)
+{
+    ratelimit_registry *rl = *state;
+    char reset[32];
+    time_t at = (time_t)((WALL0 + HOUR_MS) / 1000);
+    strftime(reset, sizeof reset, "%Y-%m-%dT%H:%MZ", gmtime(&at));
+    ingest_header h[] = {H("X-RateLimit-Limit", "100"), H("X-RateLimit-Remaining", "0"),
+                         H("X-RateLimit-Reset", reset)};
+    observe(rl, "jira/c", h, 3, 200, 0);
+    int64_t wait = ratelimit_reserve(rl, "jira/c", no_quota, MONO0);
+    /* WALL0 + 1 h cut to the minute: within a minute of an hour away */
+    assert_in_range(wait, HOUR_MS - 60000, HOUR_MS);
+    ingest_header bad[] = {H("X-RateLimit-Limit", "100"), H("X-RateLimit-Remaining", "0"),
+                           H("X-RateLimit-Reset", "2024-13-99Tnope")};
+    observe(rl, "jira/d", bad, 3, 200, 0);
+    assert_in_range(ratelimit_reserve(rl, "jira/d", no_quota, MONO0), 0, 61000);
+}
+
 static void test_reported_remaining_drops_because_of_other_clients(void **state)
 {
     ratelimit_registry *rl = *state;
@@ -447,6 +467,7 @@ int main(void)
         T(test_small_quota_is_spread_evenly),
         T(test_quota_change_takes_effect),
         T(test_reported_quota_share_then_wait_for_reset),
+        T(test_reported_reset_as_iso_time),
         T(test_reported_remaining_drops_because_of_other_clients),
         T(test_late_report_does_not_undo_local_count),
         T(test_new_vendor_window_resets_the_count),
