@@ -154,6 +154,23 @@ static void zero_uncovered(ingest_plugin *c, uint32_t size)
         c->auth_kinds_also = 0;
     if (!DESC_COVERS(size, mint_token))
         c->mint_token = NULL;
+    if (!DESC_COVERS(size, on_authorized))
+        c->on_authorized = NULL;
+    if (!DESC_COVERS(size, webhook_ack))
+        c->webhook_ack = INGEST_WEBHOOK_ACK_DEFAULT;
+}
+
+/* An acknowledgement style of a newer minor falls back to the default one:
+ * the deliveries are stored either way. */
+static void check_webhook_ack(instance *inst)
+{
+    ingest_plugin *c = &inst->desc;
+    if ((unsigned)c->webhook_ack > INGEST_WEBHOOK_ACK_EMPTY_200) {
+        log_write(INGEST_LOG_WARN, &(log_fields){.plugin = inst->name},
+                  "webhook_ack %u is not known to this host: deliveries get the default reply",
+                  (unsigned)c->webhook_ack);
+        c->webhook_ack = INGEST_WEBHOOK_ACK_DEFAULT;
+    }
 }
 
 /* ABI minor 2 auth kinds. Kinds this host does not know (a newer minor's)
@@ -226,6 +243,7 @@ static int take_descriptor(instance *inst, const ingest_plugin *d, char *err, si
     }
     if (check_auth_kinds(inst, err, err_len) < 0)
         return -1;
+    check_webhook_ack(inst);
     inst->version = strdup(c->version);
     inst->description = c->description ? strdup(c->description) : NULL;
     return inst->version ? 0 : -1;

@@ -568,6 +568,18 @@ static char *headers_json(const wh_req *w)
     return text;
 }
 
+static void send_ack_json(wh_req *w, const inbox_item *it, int fresh)
+{
+    json_object *body = json_object_new_object();
+    json_object_object_add(body, "status",
+                           json_object_new_string(fresh ? "accepted" : "duplicate"));
+    if (fresh)
+        json_object_object_add(body, "delivery_id", json_object_new_string(it->id));
+    json_object_object_add(body, "idempotency_key", json_object_new_string(it->delivery_key));
+    httpd_send_json(w->req, fresh ? 202 : 200, "application/json", body);
+    json_object_put(body);
+}
+
 static void stored(inbox_item *it, void *arg)
 {
     wh_req *w = arg;
@@ -578,14 +590,10 @@ static void stored(inbox_item *it, void *arg)
         return;
     }
     int fresh = it->outcome == INBOX_STORED;
-    json_object *body = json_object_new_object();
-    json_object_object_add(body, "status",
-                           json_object_new_string(fresh ? "accepted" : "duplicate"));
-    if (fresh)
-        json_object_object_add(body, "delivery_id", json_object_new_string(it->id));
-    json_object_object_add(body, "idempotency_key", json_object_new_string(it->delivery_key));
-    httpd_send_json(w->req, fresh ? 202 : 200, "application/json", body);
-    json_object_put(body);
+    if (w->inst->desc.webhook_ack == INGEST_WEBHOOK_ACK_EMPTY_200)
+        evhttp_send_reply(w->req, 200, "OK", NULL);
+    else
+        send_ack_json(w, it, fresh);
     metrics_add(fresh ? w->m->stored : w->m->duplicates, 1);
     metrics_observe(w->m->ack_seconds, (double)(util_mono_us() - w->start_mono_us) / 1e6);
     if (fresh)

@@ -244,6 +244,9 @@ static const ingest_plugin slack_plugin = {
     .sync = sl_sync,
     .handle_webhook = sl_handle_webhook,
     .webhook_handshake = sl_webhook_handshake,
+    /* Slack shows a reply body to the user of a slash command: an empty 200
+     * is the bare acknowledgement it expects of every request. */
+    .webhook_ack = INGEST_WEBHOOK_ACK_EMPTY_200,
     .check_connection = sl_check_connection,
     .on_authorized = sl_on_authorized,
 };

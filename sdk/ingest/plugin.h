@@ -179,6 +179,19 @@ typedef struct ingest_webhook_spec {
     const char *delivery_id_field;    /* or a top-level JSON body field, e.g. Slack "event_id" */
 } ingest_webhook_spec;
 
+/* How the host acknowledges a verified delivery once it is stored (ABI
+ * minor 3; ingest_plugin.webhook_ack). */
+typedef enum ingest_webhook_ack {
+    /* 202 {"status": "accepted", "delivery_id": ..., "idempotency_key": ...},
+     * or 200 {"status": "duplicate", ...} for a delivery already stored. */
+    INGEST_WEBHOOK_ACK_DEFAULT = 0,
+    /* 200 with an empty body, both times: for providers that show a reply's
+     * body to a person or read a non-200 as a failure (Slack's slash
+     * commands and interactive payloads, where an empty 200 is a bare
+     * acknowledgement). */
+    INGEST_WEBHOOK_ACK_EMPTY_200,
+} ingest_webhook_ack;
+
 /* What a plugin answers to a provider handshake (see webhook_handshake).
  * Host-owned, zeroed before the call; the plugin fills it. */
 typedef struct ingest_webhook_reply {
@@ -431,6 +444,10 @@ typedef struct ingest_plugin {
      * status is answered as check_connection's is (INGEST_EAUTH: 422), and
      * the connection is removed. */
     int (*on_authorized)(ingest_run *run, void *state, const char *token_reply_json);
+
+    /* How stored deliveries are acknowledged; 0 = INGEST_WEBHOOK_ACK_DEFAULT.
+     * Refusals (401, 413, 503, ...) are problem+json whatever this says. */
+    ingest_webhook_ack webhook_ack;
 } ingest_plugin;
 
 /* ------------------------------------------------------------------------ */
