@@ -216,6 +216,14 @@ static int api_connection_config_merge(ingest_run *run, const char *json_object)
     return run ? connection_config_merge(run, json_object) : INGEST_EINVAL;
 }
 
+static int api_connection_route(ingest_run *run, const char *setting, const char *value,
+                                char connection_id[37])
+{
+    if (!run || !connection_id)
+        return INGEST_EINVAL;
+    return connection_route(run, setting, value, connection_id);
+}
+
 static int api_reject(ingest_run *run, const char *error, const char *detail_json)
 {
     return run ? run_reject(run, error, detail_json) : INGEST_EINVAL;
@@ -257,6 +265,7 @@ static const ingest_host_api table = {
     .connection_config = api_connection_config,
     .reject = api_reject,
     .connection_config_merge = api_connection_config_merge,
+    .connection_route = api_connection_route,
 };
 
 const ingest_host_api *api_table(void) { return &table; }

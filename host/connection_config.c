@@ -4,6 +4,7 @@
 
 #include <json-c/json.h>
 #include <libpq-fe.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -110,5 +111,53 @@ int connection_config_merge(ingest_run *run, const char *json_object)
     a.json = text;
     int rc = a.connection_id ? store_call(inst->host->store, merge_fn, &a) : INGEST_ENOTFOUND;
     free(text);
+    return rc;
+}
+
+/* Two rows are asked for so that an ambiguous value is seen as such. */
+static const char route_sql[] =
+    "SELECT id::text, tenant_id::text FROM connections"
+    " WHERE provider = $1 AND status = 'active' AND config ->> $2 = $3 LIMIT 2";
+
+typedef struct route_args {
+    const char *provider, *key, *value;
+    char id[37], tenant[37];
+    int matches;
+} route_args;
+
+static int route_fn(PGconn *conn, void *arg)
+{
+    route_args *a = arg;
+    const char *p[] = {a->provider, a->key, a->value};
+    PGresult *res = NULL;
+    int rc = store_exec(conn, route_sql, 3, p, &res, NULL, 0);
+    if (rc != INGEST_OK)
+        return rc;
+    a->matches = PQntuples(res);
+    if (a->matches == 1) {
+        snprintf(a->id, sizeof a->id, "%s", PQgetvalue(res, 0, 0));
+        snprintf(a->tenant, sizeof a->tenant, "%s", PQgetvalue(res, 0, 1));
+    }
+    PQclear(res);
+    return INGEST_OK;
+}
+
+int connection_route(ingest_run *run, const char *key, const char *value, char id_out[37])
+{
+    id_out[0] = '\0';
+    if (!key || !*key || strlen(key) > 64 || !value || !*value || strlen(value) > 1024)
+        return INGEST_EINVAL;
+    if (run_connection(run) || !run_delivery(run))
+        return INGEST_ESTATE;
+    instance *inst = run_instance(run);
+    route_args a = {.provider = inst->name, .key = key, .value = value};
+    int rc = store_call(inst->host->store, route_fn, &a);
+    if (rc != INGEST_OK)
+        return rc;
+    if (a.matches != 1)
+        return a.matches == 0 ? INGEST_ENOTFOUND : INGEST_EINVAL;
+    rc = run_route(run, a.id, a.tenant);
+    if (rc == INGEST_OK)
+        snprintf(id_out, 37, "%s", a.id);
     return rc;
 }

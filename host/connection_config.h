@@ -17,4 +17,11 @@ int connection_config_get(ingest_run *run, char **json);
  * run has no connection of its plugin, INGEST_EIO when the store failed. */
 int connection_config_merge(ingest_run *run, const char *json_object);
 
+/* api->connection_route: bind a connection-less delivery's run to the one
+ * active connection of its plugin whose setting `key` is the string
+ * `value`; its id into id_out. INGEST_ENOTFOUND without one, INGEST_EINVAL
+ * when several match (or bad arguments), INGEST_ESTATE as run_route says,
+ * INGEST_EIO when the store failed. */
+int connection_route(ingest_run *run, const char *key, const char *value, char id_out[37]);
+
 #endif

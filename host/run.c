@@ -102,6 +102,23 @@ const char *run_job(const ingest_run *run) { return run->job_id; }
 const char *run_delivery(const ingest_run *run) { return run->delivery_id; }
 const char *run_error(const ingest_run *run) { return run->error[0] ? run->error : NULL; }
 const char *run_connection(const ingest_run *run) { return run->connection_id; }
+
+int run_route(ingest_run *run, const char *connection_id, const char *tenant_id)
+{
+    if (run->connection_id || !run->delivery_id || run->rows.n_rows || run->rejects.n_rows)
+        return INGEST_ESTATE;
+    char *conn = strdup(connection_id), *tenant = strdup(tenant_id);
+    if (!conn || !tenant) {
+        free(conn);
+        free(tenant);
+        return INGEST_ENOMEM;
+    }
+    free(run->tenant_id);
+    run->tenant_id = tenant;
+    run->connection_id = conn;
+    run->auth_rc = 1; /* the connection's auth is looked up afresh */
+    return INGEST_OK;
+}
 instance *run_instance(const ingest_run *run) { return run->inst; }
 
 void run_set_retry_after(ingest_run *run, int64_t ms)

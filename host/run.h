@@ -50,6 +50,13 @@ const char *run_delivery(const ingest_run *run);
 
 /* The run's connection id (NULL for connection-less runs) and instance. */
 const char *run_connection(const ingest_run *run);
+
+/* Make a connection-less delivery's run the run of `connection_id` (of
+ * `tenant_id`): later signals, rejects, secrets and requests are that
+ * connection's. INGEST_ESTATE when the run already has a connection, is
+ * not a delivery's, or has queued signals or rejects (they carry the old
+ * tenant). Both strings are copied. */
+int run_route(ingest_run *run, const char *connection_id, const char *tenant_id);
 instance *run_instance(const ingest_run *run);
 
 /* The auth kind the run's connection uses with its plugin (see

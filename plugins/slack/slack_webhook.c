@@ -86,6 +86,8 @@ typedef struct hook_ctx {
     slack_state *st;
     ingest_run *run;
     const ingest_delivery *d;
+    const char *conn; /* the delivery's connection, or the one its team routed to */
+    char routed[37];
     sl_settings set;
     int have_set; /* a connection whose settings could be read */
     sl_origin o;
@@ -171,14 +173,15 @@ static int rate_limited(hook_ctx *h, json_object *env)
                (long long)(ingest_json_get(env, "minute_rate_limited")
                                ? json_object_get_int64(ingest_json_get(env, "minute_rate_limited"))
                                : 0));
-    if (h->st->conf->sync_on_webhook && h->d->connection_id &&
-        INGEST_API_HAS(h->st->api, request_sync))
+    if (h->st->conf->sync_on_webhook && h->conn && INGEST_API_HAS(h->st->api, request_sync))
         h->st->api->request_sync(h->run, sl_stream_names[SL_MESSAGES]);
     char key[96];
     snprintf(key, sizeof key, "%s:%lld", h->o.team_id ? h->o.team_id : "-",
              (long long)json_object_get_int64(ingest_json_get(env, "minute_rate_limited")));
     return sl_emit_other(h->st, h->run, "app_rate_limited", env, key, &h->o);
 }
+
+static void bind_connection(hook_ctx *h);
 
 static int json_delivery(hook_ctx *h, char *text)
 {
@@ -191,6 +194,7 @@ static int json_delivery(hook_ctx *h, char *text)
     h->o.raw = env;
     h->o.team_id = ingest_json_str(env, "team_id");
     h->o.event_id = ingest_json_str(env, "event_id");
+    bind_connection(h);
     const char *type = ingest_json_str(env, "type");
     int rc;
     if (is(type, "event_callback"))
@@ -223,6 +227,7 @@ static int form_delivery(hook_ctx *h, char *text)
             h->o.raw = pl;
             h->o.team_id = ingest_json_str(pl, "team.id");
             h->o.event_type = ingest_json_str(pl, "type");
+            bind_connection(h);
             rc = sl_emit_interaction(h->st, h->run, pl, &h->o);
         } else {
             rc = INGEST_EINVAL;
@@ -232,6 +237,7 @@ static int form_delivery(hook_ctx *h, char *text)
         h->o.raw = form;
         h->o.team_id = ingest_json_str(form, "team_id");
         h->o.event_type = "slash_command";
+        bind_connection(h);
         rc = sl_emit_command(h->st, h->run, form, &h->o);
     }
     h->o.raw = NULL;
@@ -244,12 +250,31 @@ static int form_delivery(hook_ctx *h, char *text)
 static void load_settings(hook_ctx *h)
 {
     char err[256];
-    if (!h->d->connection_id)
+    if (!h->conn)
         return;
     h->have_set = sl_settings_load(h->st, h->run, &h->set, err, sizeof err) == INGEST_OK;
     if (!h->have_set)
         h->st->api->log(h->st->ctx, h->run, INGEST_LOG_WARN,
                         "delivery %s: %s; user names are not resolved", h->d->delivery_id, err);
+}
+
+/* One Request URL serves every workspace the app is installed in: a
+ * delivery on the connection-less route belongs to the connection whose
+ * team it names (on_authorized kept each connection's team_id). Without
+ * one it is stored as the app's, under the group's webhook_tenant_id. */
+static void bind_connection(hook_ctx *h)
+{
+    const ingest_host_api *api = h->st->api;
+    if (!h->conn && h->o.team_id && INGEST_API_HAS(api, connection_route)) {
+        int rc = api->connection_route(h->run, "team_id", h->o.team_id, h->routed);
+        if (rc == INGEST_OK)
+            h->conn = h->routed;
+        else
+            api->log(h->st->ctx, h->run, rc == INGEST_ENOTFOUND ? INGEST_LOG_INFO : INGEST_LOG_WARN,
+                     "delivery %s: no single connection of team %.32s (%d); kept as the app's",
+                     h->d->delivery_id, h->o.team_id, rc);
+    }
+    load_settings(h);
 }
 
 static void note_retry(hook_ctx *h)
@@ -268,11 +293,10 @@ int sl_handle_webhook(ingest_run *run, void *state, const ingest_delivery *d)
 {
     slack_state *st = state;
     st->api->metric_add(st->m_webhooks, 1);
-    hook_ctx h = {.st = st, .run = run, .d = d};
+    hook_ctx h = {.st = st, .run = run, .d = d, .conn = d->connection_id};
     h.o =
         (sl_origin){.via = "webhook", .delivery = d->delivery_id, .fallback_us = d->received_at_us};
     note_retry(&h);
-    load_settings(&h);
     char *text = body_text(d);
     int rc = !text                      ? INGEST_ENOMEM
              : is_form(d->content_type) ? form_delivery(&h, text)

@@ -778,6 +778,24 @@ typedef struct ingest_host_api {
      * text is not a JSON object (at most 64 KiB), INGEST_ENOTFOUND without
      * such a connection, INGEST_EIO when the store failed. */
     int (*connection_config_merge)(ingest_run *run, const char *json_object);
+
+    /* --- Deliveries of many accounts on one URL (ABI minor 3) -----------
+     * A provider app installed in many accounts often posts every account's
+     * events to one URL (a Slack app's Request URL): the connection-less
+     * route /webhooks/{provider}, verified with the plugin group's
+     * webhook_secret. In handle_webhook, bind such a delivery's run to the
+     * one active connection of this plugin whose setting `setting` is the
+     * string `value` (e.g. "team_id" = the event's team, kept by
+     * on_authorized with connection_config_merge); the signed body vouches
+     * for the value. From then on the run is that connection's: its
+     * tenant, secrets, settings, credentials and signals. Its id is copied
+     * into connection_id. Call it before anything is emitted or rejected.
+     * Both strings are borrowed. INGEST_ENOTFOUND when no active connection
+     * matches (go on without one), INGEST_EINVAL when several do or an
+     * argument is bad, INGEST_ESTATE when the run has a connection already,
+     * is not a delivery's or has queued signals, INGEST_EIO. */
+    int (*connection_route)(ingest_run *run, const char *setting, const char *value,
+                            char connection_id[37]);
 } ingest_host_api;
 
 /* True when the host's table is new enough to carry `member` and fills it. */

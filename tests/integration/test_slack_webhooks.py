@@ -396,6 +396,45 @@ def test_connectionless_route(daemon_factory, pg_cluster, db_url, slack):
     assert post(d, f"/webhooks/slack/{unknown}", ev, SIGNING_SECRET)[0] == 404
 
 
+OTHER_TENANT = "00000000-0000-4000-8000-0000000051ac"
+
+
+def test_app_request_url_routes_by_team(daemon_factory, pg_cluster, db_url, slack):
+    """One Request URL for every workspace (api->connection_route): a
+    delivery on /webhooks/slack belongs to the connection whose team_id it
+    names, with that connection's tenant and token; an unknown team, or a
+    team two connections claim, stays the app's."""
+    mock = slack()
+    mock.add_user("U123ABC456", "egon", display_name="Egon")
+    d = start(daemon_factory, mock)
+    token = mock.add_token()
+    cid = add_connection(d, {"token": token}, auth_kind="token",
+                         config={"team_id": "T123ABC456"}, tenant=OTHER_TENANT)
+    ev = fixture("events/reaction_added.json")
+    ev["event_id"] = "Ev0ROUTED001"
+    assert post(d, "/webhooks/slack", ev, SIGNING_SECRET)[0] == 200
+    lost = dict(ev, team_id="T999NOBODY", event_id="Ev0UNKNOWN01")
+    lost["event"] = dict(ev["event"], event_ts="1360782804.083114")
+    assert post(d, "/webhooks/slack", lost, SIGNING_SECRET)[0] == 200
+    wait_processed(pg_cluster, db_url, 2)
+    rows = {r[1]: r for r in signals(pg_cluster, db_url)}
+    routed = next(r for r in rows.values() if r[6] is not None)
+    assert routed[6] == cid and routed[7] == OTHER_TENANT
+    assert routed[2]["user_name"] == "Egon"  # users.info with the connection's token
+    assert [r.token for r in mock.snapshot("users.info")] == [token]
+    others = [r for r in rows.values() if r is not routed]
+    assert len(others) == 1 and others[0][6] is None and others[0][7] == TENANT
+
+    # A second connection claiming the team makes it ambiguous: the app's.
+    add_connection(d, {"token": mock.add_token()}, auth_kind="token",
+                   config={"team_id": "T123ABC456"})
+    again = dict(ev, event_id="Ev0AMBIGUOUS")
+    again["event"] = dict(ev["event"], event_ts="1360782904.083115")
+    assert post(d, "/webhooks/slack", again, SIGNING_SECRET)[0] == 200
+    wait_processed(pg_cluster, db_url, 3)
+    assert sum(1 for r in signals(pg_cluster, db_url) if r[6] is None) == 2
+
+
 def test_unknown_events_kept(daemon_factory, pg_cluster, db_url, slack):
     """Events without a stable kind are stored as slack.<type>, never
     dropped; a message subtype without one as slack.message.<subtype>."""
