@@ -12,7 +12,6 @@
  *                      Events API so both give one kind and key per event
  *   slack_webhook.c    url_verification, event_callback dispatch, slash
  *                      commands and interactive payloads
- *   slack_form.c       application/x-www-form-urlencoded -> JSON object
  *   slack_auth.c       on_authorized (oauth.v2.access reply), auth.test
  */
 #ifndef INGEST_SLACK_H
@@ -166,13 +165,6 @@ int sl_emit_interaction(slack_state *st, ingest_run *run, json_object *payload, 
 /* slack.<type> for everything without a stable kind; keyed by `key`. */
 int sl_emit_other(slack_state *st, ingest_run *run, const char *type, json_object *ev,
                   const char *key, const sl_origin *o);
-
-/* --- slack_form.c ----------------------------------------------------- */
-
-/* An application/x-www-form-urlencoded body as a JSON object of strings
- * (the first of repeated keys wins); NULL when a key is empty or a %XX
- * escape is malformed. json_object_put the result. */
-json_object *sl_form_parse(const char *body, size_t len);
 
 /* --- slack_sync.c / slack_webhook.c / slack_auth.c -------------------- */
 int sl_sync(ingest_run *run, void *state, const ingest_job *job);

@@ -214,7 +214,7 @@ static int json_delivery(hook_ctx *h, char *text)
 
 static int form_delivery(hook_ctx *h, char *text)
 {
-    json_object *form = sl_form_parse(text, strlen(text));
+    json_object *form = ingest_form_parse(text, strlen(text));
     if (!form)
         return INGEST_EINVAL;
     json_object_object_del(form, "token");

@@ -107,3 +107,60 @@ char *ingest_form_value(const void *body, size_t len, const char *name)
     }
     return NULL;
 }
+
+/* One escaped component; NULL when an escape is malformed or decodes to
+ * NUL (a signed body never holds one, and it would cut the string). */
+static char *form_decode(const char *s, size_t len)
+{
+    char *out = malloc(len + 1), *o = out;
+    for (size_t i = 0; out && i < len; i++) {
+        int hi = s[i] == '%' && i + 2 < len ? hexval(s[i + 1]) : -1;
+        int lo = hi >= 0 ? hexval(s[i + 2]) : -1;
+        if (s[i] == '%' && (hi < 0 || lo < 0 || (hi | lo) == 0)) {
+            free(out);
+            return NULL;
+        }
+        if (s[i] == '%') {
+            *o++ = (char)(hi * 16 + lo);
+            i += 2;
+        } else {
+            *o++ = s[i] == '+' ? ' ' : s[i];
+        }
+    }
+    if (out)
+        *o = '\0';
+    return out;
+}
+
+/* Add "name=value" (or a bare "name") unless the name is there already. */
+static int form_add_pair(json_object *obj, const char *pair, size_t len)
+{
+    const char *eq = memchr(pair, '=', len);
+    size_t name_len = eq ? (size_t)(eq - pair) : len;
+    char *name = form_decode(pair, name_len);
+    char *value = eq ? form_decode(eq + 1, len - name_len - 1) : strdup("");
+    int rc = name && value && *name ? 0 : -1;
+    if (rc == 0 && !json_object_object_get_ex(obj, name, NULL)) {
+        json_object *v = json_object_new_string(value);
+        rc = v && json_object_object_add(obj, name, v) == 0 ? 0 : -1;
+    }
+    free(name);
+    free(value);
+    return rc;
+}
+
+json_object *ingest_form_parse(const void *body, size_t len)
+{
+    const char *b = body;
+    json_object *obj = json_object_new_object();
+    for (size_t start = 0; obj && b && start < len;) {
+        const char *amp = memchr(b + start, '&', len - start);
+        size_t end = amp ? (size_t)(amp - b) : len;
+        if (end > start && form_add_pair(obj, b + start, end - start) != 0) {
+            json_object_put(obj);
+            return NULL;
+        }
+        start = end + 1;
+    }
+    return obj;
+}

@@ -302,6 +302,59 @@ static void test_form_value(void **state)
     free(v);
 }
 
+static const char *form_field(json_object *o, const char *key)
+{
+    json_object *v = NULL;
+    return json_object_object_get_ex(o, key, &v) ? json_object_get_string(v) : NULL;
+}
+
+/* The signing example's slash command (PROVIDERS.md 1.2). */
+static void test_form_parse_slash_command(void **state)
+{
+    (void)state;
+    const char *body =
+        "token=xyzz0WbapA4vBCDEFasx0q6G&team_id=T1DC2JH3J&team_domain=testteamnow&channel_id="
+        "G8PSS9T3V&channel_name=foobar&user_id=U2CERLKJA&user_name=roadrunner&command=%2Fwebhook-"
+        "collect&text=&response_url=https%3A%2F%2Fhooks.slack.com%2Fcommands%2FT1DC2JH3J%"
+        "2F397700885554%2F96rGlfmibIGlgcZRskXaIFfN&trigger_id=398738663015.47445629121."
+        "803a0bc887a14d10d2c447fce8b6703c";
+    json_object *o = ingest_form_parse(body, strlen(body));
+    assert_non_null(o);
+    assert_int_equal(json_object_object_length(o), 11);
+    assert_string_equal(form_field(o, "command"), "/webhook-collect");
+    assert_string_equal(form_field(o, "text"), "");
+    assert_string_equal(
+        form_field(o, "response_url"),
+        "https://hooks.slack.com/commands/T1DC2JH3J/397700885554/96rGlfmibIGlgcZRskXaIFfN");
+    assert_string_equal(form_field(o, "trigger_id"),
+                        "398738663015.47445629121.803a0bc887a14d10d2c447fce8b6703c");
+    json_object_put(o);
+    const char *payload =
+        "payload=%7B%22type%22%3A+%22block_actions%22%2C+%22a%22%3A+%22x%2By%22%7D";
+    o = ingest_form_parse(payload, strlen(payload));
+    assert_string_equal(form_field(o, "payload"), "{\"type\": \"block_actions\", \"a\": \"x+y\"}");
+    json_object_put(o);
+}
+
+static void test_form_parse_edges_and_refusals(void **state)
+{
+    (void)state;
+    json_object *o = ingest_form_parse("", 0);
+    assert_true(o && json_object_object_length(o) == 0);
+    json_object_put(o);
+    o = ingest_form_parse("a=1&a=2&&b&c=%C3%A9+%41", 23);
+    assert_string_equal(form_field(o, "a"), "1"); /* the first of repeated keys wins */
+    assert_string_equal(form_field(o, "b"), "");
+    assert_string_equal(form_field(o, "c"), "\xc3\xa9 A");
+    json_object_put(o);
+    o = ingest_form_parse("k=vXYZ", 3); /* not NUL-terminated: only len bytes count */
+    assert_string_equal(form_field(o, "k"), "v");
+    json_object_put(o);
+    static const char *const bad[] = {"a=%", "a=%4", "a=%G1", "=x", "a=%00", "%zz=1"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        assert_null(ingest_form_parse(bad[i], strlen(bad[i])));
+}
+
 static void test_describe_and_status(void **state)
 {
     (void)state;
@@ -529,6 +582,8 @@ int main(void)
         cmocka_unit_test_setup(test_pager_follows_link_and_keeps_etag, setup),
         cmocka_unit_test_setup(test_pager_etag_only_when_it_proves_something, setup),
         cmocka_unit_test_setup(test_pager_stop_override_and_errors, setup),
+        cmocka_unit_test(test_form_parse_slash_command),
+        cmocka_unit_test(test_form_parse_edges_and_refusals),
         cmocka_unit_test_setup(test_ts_cursor_oldest_first, setup),
         cmocka_unit_test_setup(test_ts_cursor_newest_first_resumes, setup),
     };

@@ -147,6 +147,16 @@ void ingest_http_describe(const ingest_http_response *resp, char *out, size_t le
  * wins. */
 char *ingest_form_value(const void *body, size_t len, const char *name);
 
+/* Every field of an application/x-www-form-urlencoded body of `len` bytes
+ * (need not be NUL-terminated) as a JSON object of strings, the WHATWG
+ * way ('&' between pairs, the first '=' splits, '+' a space, %XX a byte, a
+ * bare name an empty value, the first of repeated names wins), for a
+ * provider that posts forms (Slack's slash commands). Stricter than a
+ * browser: a malformed escape, a %00 or an empty name gives NULL, as a
+ * signed body never holds one. The caller owns the result
+ * (json_object_put); NULL also on allocation failure. */
+json_object *ingest_form_parse(const void *body, size_t len);
+
 /* ------------------------------------------------------------------------ */
 /* 4. Paginated GET with Link rel="next" and an ETag per walk                */
 /* ------------------------------------------------------------------------ */
