@@ -119,20 +119,6 @@ static int check_conf(github_state *st)
 
 /* ----------------------------------------------------------- shared bits */
 
-void gh_degrade(github_state *st, ingest_run *run, const char *fmt, ...)
-{
-    char text[256];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(text, sizeof text, fmt, ap);
-    va_end(ap);
-    pthread_mutex_lock(&st->lock);
-    st->health = INGEST_HEALTH_DEGRADED;
-    snprintf(st->health_detail, sizeof st->health_detail, "%s", text);
-    pthread_mutex_unlock(&st->lock);
-    st->api->log(st->ctx, run, INGEST_LOG_WARN, "%s", text);
-}
-
 /* ------------------------------------------------------------- lifecycle */
 
 static void github_shutdown(void *state)
@@ -140,7 +126,7 @@ static void github_shutdown(void *state)
     github_state *st = state;
     if (!st)
         return;
-    pthread_mutex_destroy(&st->lock);
+    ingest_health_destroy(&st->health);
     free(st->base);
     free(st);
 }
@@ -155,9 +141,7 @@ static int github_init(const ingest_host_api *api, ingest_ctx *ctx, const void *
     st->api = api;
     st->ctx = ctx;
     st->conf = conf;
-    st->health = INGEST_HEALTH_OK;
-    snprintf(st->health_detail, sizeof st->health_detail, "ok");
-    if (pthread_mutex_init(&st->lock, NULL) != 0) {
+    if (ingest_health_init(&st->health) != INGEST_OK) {
         free(st);
         return INGEST_ENOMEM;
     }
@@ -193,11 +177,10 @@ static int github_init(const ingest_host_api *api, ingest_ctx *ctx, const void *
 static ingest_health_state github_health(void *state, char *detail, size_t detail_len)
 {
     github_state *st = state;
-    pthread_mutex_lock(&st->lock);
-    ingest_health_state h = st->health;
-    snprintf(detail, detail_len, "%s%s", st->health_detail,
+    char text[sizeof st->health.detail];
+    ingest_health_state h = ingest_health_get(&st->health, text, sizeof text);
+    snprintf(detail, detail_len, "%s%s", text,
              st->app_auth ? "" : "; app auth unavailable (host lacks jwt_sign_rs256)");
-    pthread_mutex_unlock(&st->lock);
     return h;
 }
 

@@ -58,7 +58,7 @@ typedef struct github_conf {
 } github_conf;
 
 /* One instance's state. Everything is set in init() and read-only after,
- * except `health`, which is guarded by `lock`. */
+ * except `health`, which guards itself. */
 typedef struct github_state {
     const ingest_host_api *api; /* valid until unload */
     ingest_ctx *ctx;            /* valid until shutdown() returns */
@@ -67,9 +67,7 @@ typedef struct github_state {
     unsigned streams; /* default streams, bit per gh_stream */
     int app_auth;     /* the host signs JWTs: GitHub App connections work */
     ingest_metric *m_requests, *m_not_modified, *m_signals, *m_webhooks, *m_repos_skipped;
-    pthread_mutex_t lock;
-    ingest_health_state health;
-    char health_detail[256];
+    ingest_health_status health;
 } github_state;
 
 /* The standard request headers (Accept, X-GitHub-Api-Version). */
@@ -115,7 +113,6 @@ int gh_base_url(const char *url, char **out);
 /* --- github.c --------------------------------------------------------- */
 
 /* Record a problem for health() (DEGRADED with this text) and log it. */
-void gh_degrade(github_state *st, ingest_run *run, const char *fmt, ...) INGEST_PRINTF(3, 4);
 
 /* --- github_sync.c ---------------------------------------------------- */
 int gh_sync(ingest_run *run, void *state, const ingest_job *job);

@@ -397,10 +397,10 @@ static int resolve_repos(sync_ctx *sc, repo_list *out)
         rc = ingest_pager_run(&p, sc->st->ctx, url, &ps);
         add_stats(sc, &ps);
         if (rc == INGEST_ENOTFOUND) {
-            gh_degrade(sc->st, sc->run,
-                       "organization %s cannot be listed (no access or no such "
-                       "organization); skipped",
-                       c->organizations.items[i]);
+            ingest_health_degrade(&sc->st->health, sc->st->api, sc->st->ctx, sc->run,
+                                  "organization %s cannot be listed (no access or no such "
+                                  "organization); skipped",
+                                  c->organizations.items[i]);
             sc->skipped++;
             rc = INGEST_OK;
         }
@@ -418,10 +418,10 @@ static int sync_repos(sync_ctx *sc, repo_list *repos)
     for (size_t i = 0; rc == INGEST_OK && i < repos->n; i++) {
         rc = sync_repo(sc, repos->items[i]);
         if (rc == INGEST_ENOTFOUND) { /* 403/404/410: gone, private or disabled */
-            gh_degrade(st, sc->run,
-                       "%s of %s cannot be read (no access, no such repository, or "
-                       "the feature is disabled); skipped",
-                       sc->job->stream, repos->items[i]);
+            ingest_health_degrade(&st->health, st->api, st->ctx, sc->run,
+                                  "%s of %s cannot be read (no access, no such repository, or "
+                                  "the feature is disabled); skipped",
+                                  sc->job->stream, repos->items[i]);
             st->api->metric_add(st->m_repos_skipped, 1);
             sc->skipped++;
             rc = INGEST_OK;
@@ -436,10 +436,9 @@ static void report(const sync_ctx *sc, size_t n_repos, int rc)
     github_state *st = sc->st;
     const char *stream = sc->job->stream;
     if (rc == INGEST_OK && sc->skipped == 0) {
-        pthread_mutex_lock(&st->lock);
-        st->health = INGEST_HEALTH_OK;
-        snprintf(st->health_detail, sizeof st->health_detail, "last %s sync complete", stream);
-        pthread_mutex_unlock(&st->lock);
+        char detail[96];
+        snprintf(detail, sizeof detail, "last %s sync complete", stream);
+        ingest_health_set(&st->health, INGEST_HEALTH_OK, detail);
     }
     st->api->log(st->ctx, sc->run, rc == INGEST_OK ? INGEST_LOG_INFO : INGEST_LOG_WARN,
                  "sync %s: %zu repositories, %ld requests (%ld not modified), %ld records, "

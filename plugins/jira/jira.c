@@ -77,30 +77,6 @@ static const ingest_stream jira_streams[] = {
      .default_interval_s = 900},
 };
 
-/* ----------------------------------------------------------- shared bits */
-
-void jira_degrade(jira_state *st, ingest_run *run, const char *fmt, ...)
-{
-    char text[256];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(text, sizeof text, fmt, ap);
-    va_end(ap);
-    pthread_mutex_lock(&st->lock);
-    st->health = INGEST_HEALTH_DEGRADED;
-    snprintf(st->health_detail, sizeof st->health_detail, "%s", text);
-    pthread_mutex_unlock(&st->lock);
-    st->api->log(st->ctx, run, INGEST_LOG_WARN, "%s", text);
-}
-
-void jira_healthy(jira_state *st, const char *detail)
-{
-    pthread_mutex_lock(&st->lock);
-    st->health = INGEST_HEALTH_OK;
-    snprintf(st->health_detail, sizeof st->health_detail, "%s", detail);
-    pthread_mutex_unlock(&st->lock);
-}
-
 /* ------------------------------------------------------------- lifecycle */
 
 static void jira_shutdown(void *state)
@@ -110,6 +86,7 @@ static void jira_shutdown(void *state)
         return;
     jira_meta_free_all(st);
     pthread_mutex_destroy(&st->lock);
+    ingest_health_destroy(&st->health);
     free(st->api_base);
     free(st);
 }
@@ -147,9 +124,12 @@ static int jira_init(const ingest_host_api *api, ingest_ctx *ctx, const void *co
     st->api = api;
     st->ctx = ctx;
     st->conf = conf;
-    st->health = INGEST_HEALTH_OK;
-    snprintf(st->health_detail, sizeof st->health_detail, "ok");
+    if (ingest_health_init(&st->health) != INGEST_OK) {
+        free(st);
+        return INGEST_ENOMEM;
+    }
     if (pthread_mutex_init(&st->lock, NULL) != 0) {
+        ingest_health_destroy(&st->health);
         free(st);
         return INGEST_ENOMEM;
     }
@@ -174,11 +154,7 @@ static int jira_init(const ingest_host_api *api, ingest_ctx *ctx, const void *co
 static ingest_health_state jira_health(void *state, char *detail, size_t detail_len)
 {
     jira_state *st = state;
-    pthread_mutex_lock(&st->lock);
-    ingest_health_state h = st->health;
-    snprintf(detail, detail_len, "%s", st->health_detail);
-    pthread_mutex_unlock(&st->lock);
-    return h;
+    return ingest_health_get(&st->health, detail, detail_len);
 }
 
 static const ingest_plugin jira_plugin = {

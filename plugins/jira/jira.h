@@ -48,8 +48,8 @@ typedef struct jira_conf {
 /* A connection's custom field names and status categories, cached. */
 typedef struct jira_meta jira_meta;
 
-/* One instance's state: read-only after init, except what `lock` guards
- * (health and the metadata cache). */
+/* One instance's state: read-only after init, except `health` (which
+ * guards itself) and the metadata cache, which `lock` guards. */
 typedef struct jira_state {
     const ingest_host_api *api;
     ingest_ctx *ctx;
@@ -57,14 +57,9 @@ typedef struct jira_state {
     char *api_base; /* conf->api_base_url without a trailing '/', malloc'd */
     ingest_metric *m_requests, *m_signals, *m_webhooks;
     pthread_mutex_t lock;
-    ingest_health_state health;
-    char health_detail[256];
+    ingest_health_status health;
     jira_meta *meta; /* guarded by lock */
 } jira_state;
-
-/* --- jira.c ----------------------------------------------------------- */
-void jira_degrade(jira_state *st, ingest_run *run, const char *fmt, ...) INGEST_PRINTF(3, 4);
-void jira_healthy(jira_state *st, const char *detail);
 
 /* --- jira_settings.c -------------------------------------------------- */
 

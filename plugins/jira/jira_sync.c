@@ -423,7 +423,7 @@ int jira_sync(ingest_run *run, void *state, const ingest_job *job)
     if (rc == INGEST_OK)
         rc = run_walk(&w);
     if (rc == INGEST_OK)
-        jira_healthy(st, "last sync complete");
+        ingest_health_set(&st->health, INGEST_HEALTH_OK, "last sync complete");
     api->log(st->ctx, run, rc == INGEST_OK ? INGEST_LOG_INFO : INGEST_LOG_WARN,
              "sync: %ld requests, %ld pages, %ld issues, status %d", w.requests, w.pages, w.issues,
              rc);

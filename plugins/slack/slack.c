@@ -115,20 +115,6 @@ static int check_conf(slack_state *st)
 
 /* ----------------------------------------------------------- shared bits */
 
-void sl_degrade(slack_state *st, ingest_run *run, const char *fmt, ...)
-{
-    char text[256];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(text, sizeof text, fmt, ap);
-    va_end(ap);
-    pthread_mutex_lock(&st->lock);
-    st->health = INGEST_HEALTH_DEGRADED;
-    snprintf(st->health_detail, sizeof st->health_detail, "%s", text);
-    pthread_mutex_unlock(&st->lock);
-    st->api->log(st->ctx, run, INGEST_LOG_WARN, "%s", text);
-}
-
 /* ------------------------------------------------------------- lifecycle */
 
 static void slack_shutdown(void *state)
@@ -137,7 +123,7 @@ static void slack_shutdown(void *state)
     if (!st)
         return;
     sl_users_free(st->users);
-    pthread_mutex_destroy(&st->lock);
+    ingest_health_destroy(&st->health);
     free(st->base);
     free(st->types);
     free(st);
@@ -168,9 +154,7 @@ static int slack_init(const ingest_host_api *api, ingest_ctx *ctx, const void *c
     st->api = api;
     st->ctx = ctx;
     st->conf = conf;
-    st->health = INGEST_HEALTH_OK;
-    snprintf(st->health_detail, sizeof st->health_detail, "ok");
-    if (pthread_mutex_init(&st->lock, NULL) != 0) {
+    if (ingest_health_init(&st->health) != INGEST_OK) {
         free(st);
         return INGEST_ENOMEM;
     }
@@ -203,11 +187,7 @@ static int slack_init(const ingest_host_api *api, ingest_ctx *ctx, const void *c
 static ingest_health_state slack_health(void *state, char *detail, size_t detail_len)
 {
     slack_state *st = state;
-    pthread_mutex_lock(&st->lock);
-    ingest_health_state h = st->health;
-    snprintf(detail, detail_len, "%s", st->health_detail);
-    pthread_mutex_unlock(&st->lock);
-    return h;
+    return ingest_health_get(&st->health, detail, detail_len);
 }
 
 static const ingest_plugin slack_plugin = {

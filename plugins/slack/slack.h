@@ -50,8 +50,8 @@ typedef struct slack_conf {
 
 typedef struct sl_user_cache sl_user_cache;
 
-/* One instance. Set in init(), read-only after, except what `lock` and
- * the user cache's own lock guard. */
+/* One instance. Set in init(), read-only after, except `health` and the
+ * user cache, which guard themselves. */
 typedef struct slack_state {
     const ingest_host_api *api;
     ingest_ctx *ctx;
@@ -61,13 +61,8 @@ typedef struct slack_state {
     char *types;      /* default channel types, comma-joined */
     sl_user_cache *users;
     ingest_metric *m_calls, *m_errors, *m_signals, *m_webhooks, *m_user_lookups;
-    pthread_mutex_t lock;
-    ingest_health_state health;
-    char health_detail[256];
+    ingest_health_status health;
 } slack_state;
-
-/* --- slack.c ---------------------------------------------------------- */
-void sl_degrade(slack_state *st, ingest_run *run, const char *fmt, ...) INGEST_PRINTF(3, 4);
 
 /* --- slack_settings.c ------------------------------------------------- */
 

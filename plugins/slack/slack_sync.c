@@ -349,8 +349,9 @@ static int sync_messages(sync_ctx *sc)
     for (size_t i = 0; rc == INGEST_OK && i < chans.n; i++) {
         rc = sync_channel(sc, chans.ids[i]);
         if (rc == INGEST_ENOTFOUND) { /* not_in_channel, channel_not_found */
-            sl_degrade(sc->st, sc->run,
-                       "channel %s cannot be read (not a member, or gone); skipped", chans.ids[i]);
+            ingest_health_degrade(&sc->st->health, sc->st->api, sc->st->ctx, sc->run,
+                                  "channel %s cannot be read (not a member, or gone); skipped",
+                                  chans.ids[i]);
             sc->skipped++;
             rc = INGEST_OK;
         }
@@ -365,11 +366,9 @@ static void report(const sync_ctx *sc, int rc)
 {
     slack_state *st = sc->st;
     if (rc == INGEST_OK && sc->skipped == 0) {
-        pthread_mutex_lock(&st->lock);
-        st->health = INGEST_HEALTH_OK;
-        snprintf(st->health_detail, sizeof st->health_detail, "last %s sync complete",
-                 sc->job->stream);
-        pthread_mutex_unlock(&st->lock);
+        char detail[96];
+        snprintf(detail, sizeof detail, "last %s sync complete", sc->job->stream);
+        ingest_health_set(&st->health, INGEST_HEALTH_OK, detail);
     }
     st->api->log(st->ctx, sc->run, rc == INGEST_OK ? INGEST_LOG_INFO : INGEST_LOG_WARN,
                  "sync %s: %ld calls, %ld records, %ld channels skipped, status %d",

@@ -169,10 +169,12 @@ static int event_callback(hook_ctx *h, json_object *env)
  * fetches what the events would have said. */
 static int rate_limited(hook_ctx *h, json_object *env)
 {
-    sl_degrade(h->st, h->run, "Slack dropped Events API deliveries (app_rate_limited, minute %lld)",
-               (long long)(ingest_json_get(env, "minute_rate_limited")
-                               ? json_object_get_int64(ingest_json_get(env, "minute_rate_limited"))
-                               : 0));
+    ingest_health_degrade(
+        &h->st->health, h->st->api, h->st->ctx, h->run,
+        "Slack dropped Events API deliveries (app_rate_limited, minute %lld)",
+        (long long)(ingest_json_get(env, "minute_rate_limited")
+                        ? json_object_get_int64(ingest_json_get(env, "minute_rate_limited"))
+                        : 0));
     if (h->st->conf->sync_on_webhook && h->conn && INGEST_API_HAS(h->st->api, request_sync))
         h->st->api->request_sync(h->run, sl_stream_names[SL_MESSAGES]);
     char key[96];

@@ -131,12 +131,19 @@ static void f_format_time(int64_t us, char out[32])
     snprintf(out + n, 32 - n, ".%06dZ", (int)(us % 1000000));
 }
 
+/* The last line logged, for the tests that look at it. */
+static char last_log[256];
+static ingest_log_level last_log_level;
+
 static void f_log(ingest_ctx *ctx, ingest_run *run, ingest_log_level level, const char *fmt, ...)
 {
     (void)ctx;
     (void)run;
-    (void)level;
-    (void)fmt;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(last_log, sizeof last_log, fmt, ap);
+    va_end(ap);
+    last_log_level = level;
 }
 
 /* Responses: a box whose first member is the public struct. */
@@ -353,6 +360,24 @@ static void test_form_parse_edges_and_refusals(void **state)
     static const char *const bad[] = {"a=%", "a=%4", "a=%G1", "=x", "a=%00", "%zz=1"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         assert_null(ingest_form_parse(bad[i], strlen(bad[i])));
+}
+
+static void test_health_status(void **state)
+{
+    (void)state;
+    ingest_health_status h;
+    char detail[8];
+    assert_int_equal(ingest_health_init(&h), INGEST_OK);
+    assert_int_equal(ingest_health_get(&h, detail, sizeof detail), INGEST_HEALTH_OK);
+    assert_string_equal(detail, "ok");
+    ingest_health_degrade(&h, &api, NULL, NULL, "page %d refused", 3);
+    assert_int_equal(ingest_health_get(&h, detail, sizeof detail), INGEST_HEALTH_DEGRADED);
+    assert_string_equal(detail, "page 3 "); /* cut to the caller's buffer */
+    assert_string_equal(last_log, "page 3 refused");
+    assert_int_equal(last_log_level, INGEST_LOG_WARN);
+    ingest_health_set(&h, INGEST_HEALTH_OK, "last sync complete");
+    assert_int_equal(ingest_health_get(&h, NULL, 0), INGEST_HEALTH_OK);
+    ingest_health_destroy(&h);
 }
 
 static void test_describe_and_status(void **state)
@@ -582,6 +607,7 @@ int main(void)
         cmocka_unit_test_setup(test_pager_follows_link_and_keeps_etag, setup),
         cmocka_unit_test_setup(test_pager_etag_only_when_it_proves_something, setup),
         cmocka_unit_test_setup(test_pager_stop_override_and_errors, setup),
+        cmocka_unit_test(test_health_status),
         cmocka_unit_test(test_form_parse_slash_command),
         cmocka_unit_test(test_form_parse_edges_and_refusals),
         cmocka_unit_test_setup(test_ts_cursor_oldest_first, setup),

@@ -34,6 +34,7 @@
 #define INGEST_HELPERS_H
 
 #include <json-c/json.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -296,6 +297,31 @@ int ingest_ts_cursor_checkpoint(const ingest_host_api *api, ingest_run *run, ing
 /* Commit queued signals with W = the newest time seen (or just flush when
  * nothing newer than the stored W was seen and no walk was in progress). */
 int ingest_ts_cursor_commit(const ingest_host_api *api, ingest_run *run, ingest_ts_cursor *c);
+
+/* ------------------------------------------------------------------------ */
+/* 6. Health for ingest_plugin.health                                        */
+/* ------------------------------------------------------------------------ */
+
+/* What a connector says of itself in ingest_plugin.health: set by its sync
+ * and webhook callbacks on several workers at once, read by the host.
+ * Embed one in the plugin state; it is not copyable after init. */
+typedef struct ingest_health_status {
+    pthread_mutex_t lock;
+    ingest_health_state state;
+    char detail[256];
+} ingest_health_status;
+
+/* OK with the detail "ok". INGEST_ENOMEM when the lock cannot be made. */
+int ingest_health_init(ingest_health_status *h);
+void ingest_health_destroy(ingest_health_status *h);
+/* Replace state and detail (copied; cut at 255 bytes). */
+void ingest_health_set(ingest_health_status *h, ingest_health_state state, const char *detail);
+/* DEGRADED with the formatted text, which is also logged at WARN through
+ * api->log (run may be NULL). Never put a secret in it. */
+void ingest_health_degrade(ingest_health_status *h, const ingest_host_api *api, ingest_ctx *ctx,
+                           ingest_run *run, const char *fmt, ...) INGEST_PRINTF(5, 6);
+/* The state, its detail copied into detail[len] (NUL-terminated). */
+ingest_health_state ingest_health_get(ingest_health_status *h, char *detail, size_t len);
 
 #ifdef __cplusplus
 }
