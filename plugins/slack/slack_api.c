@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
+
 #include "slack.h"
 
 /* Error codes that mean the credentials, not the request, are the problem. */
@@ -56,13 +58,13 @@ static int user_auth(slack_state *st, ingest_run *run, char **header)
     return *header ? INGEST_OK : INGEST_ENOMEM;
 }
 
+/* OPENSSL_cleanse, as the GitHub connector wipes its tokens: a plain
+ * memset before free() may be optimised away. */
 static void wipe_free(char *s)
 {
     if (!s)
         return;
-    volatile char *p = s;
-    while (*p)
-        *p++ = '\0';
+    OPENSSL_cleanse(s, strlen(s));
     free(s);
 }
 
