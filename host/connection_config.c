@@ -11,6 +11,7 @@
 #include "instance.h"
 #include "run.h"
 #include "store.h"
+#include "util.h"
 
 static const char select_config_sql[] =
     "SELECT config::text FROM connections WHERE id = $1::uuid AND provider = $2";
@@ -85,19 +86,11 @@ static int merge_fn(PGconn *conn, void *arg)
  * out again, so PostgreSQL never sees the plugin's own text. */
 static char *object_text(const char *text)
 {
-    if (!text || strlen(text) > MERGE_MAX_BYTES)
-        return NULL;
-    json_tokener *tok = json_tokener_new();
-    if (!tok)
-        return NULL;
-    json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
-    json_object *o = json_tokener_parse_ex(tok, text, (int)strlen(text) + 1);
-    char *out = NULL;
-    if (json_tokener_get_error(tok) == json_tokener_success &&
-        json_object_is_type(o, json_type_object))
-        out = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+    json_object *o = util_json_parse_strict(text, MERGE_MAX_BYTES);
+    char *out = json_object_is_type(o, json_type_object)
+                    ? strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN))
+                    : NULL;
     json_object_put(o);
-    json_tokener_free(tok);
     return out;
 }
 

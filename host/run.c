@@ -180,23 +180,11 @@ static int run_fail(ingest_run *run, int status, const char *fmt, ...)
     return status;
 }
 
-/* Strict parsing: what json-c accepts here, PostgreSQL's jsonb accepts too
- * (no comments, single quotes or trailing commas). NULL if invalid. */
+/* Strict parsing: what json-c accepts here, PostgreSQL's jsonb accepts too.
+ * NULL if invalid. */
 static json_object *parse_strict(const char *text)
 {
-    if (!text || strlen(text) > MAX_SIGNAL_JSON)
-        return NULL;
-    json_tokener *tok = json_tokener_new();
-    if (!tok)
-        return NULL;
-    json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
-    json_object *o = json_tokener_parse_ex(tok, text, (int)strlen(text) + 1);
-    if (json_tokener_get_error(tok) != json_tokener_success) {
-        json_object_put(o);
-        o = NULL;
-    }
-    json_tokener_free(tok);
-    return o;
+    return util_json_parse_strict(text, MAX_SIGNAL_JSON);
 }
 
 /* Validate JSON text the plugin handed over; the text itself is what gets

@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <json-c/json.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
@@ -356,4 +357,23 @@ double util_random01(void)
     if (RAND_bytes((unsigned char *)&r, sizeof r) != 1)
         r = (uint64_t)rand();
     return (double)(r >> 11) / (double)(1ULL << 53);
+}
+
+json_object *util_json_parse_strict(const char *text, size_t max_len)
+{
+    size_t len = text ? strlen(text) : 0;
+    if (!text || len > max_len)
+        return NULL;
+    json_tokener *tok = json_tokener_new();
+    if (!tok)
+        return NULL;
+    json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+    /* The terminating NUL is parsed too, so text after the value fails. */
+    json_object *o = json_tokener_parse_ex(tok, text, (int)len + 1);
+    if (json_tokener_get_error(tok) != json_tokener_success) {
+        json_object_put(o);
+        o = NULL;
+    }
+    json_tokener_free(tok);
+    return o;
 }

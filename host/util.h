@@ -11,6 +11,12 @@ void util_hmac_sha256_hex(const void *key, size_t key_len, const void *data, siz
 /* SHA-256 of a file's content as hex; -1 with errno on I/O failure. */
 int util_sha256_file(const char *path, char out[65]);
 
+struct json_object;
+/* Strict JSON as PostgreSQL's jsonb accepts it (no comments, trailing
+ * commas or text after the value) of at most max_len bytes, parsed with
+ * json-c; the caller owns the result (json_object_put). NULL if invalid. */
+struct json_object *util_json_parse_strict(const char *text, size_t max_len);
+
 int64_t util_now_us(void);
 /* Monotonic clock in milliseconds / microseconds. */
 int64_t util_mono_ms(void);
