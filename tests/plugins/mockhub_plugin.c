@@ -89,6 +89,18 @@ static int emit_page(mockhub_state *st, ingest_run *run, const ingest_http_respo
     return rc;
 }
 
+/* A bucket name that could not be a limiter key is refused before any
+ * request goes out (the bucket test fails the job otherwise). */
+static int bad_bucket_refused(mockhub_state *st, ingest_run *run, const ingest_http_request *good)
+{
+    ingest_http_request bad = *good;
+    bad.rate_bucket = "items list";
+    ingest_http_response *resp = NULL;
+    int rc = st->api->http_request(run, &bad, &resp);
+    st->api->http_response_free(resp);
+    return rc == INGEST_EINVAL;
+}
+
 /* GET one page; a non-200 answer that the host did not retry away fails. */
 static int fetch(mockhub_state *st, ingest_run *run, const ingest_job *job, const char *url,
                  ingest_http_response **resp)
@@ -107,6 +119,8 @@ static int fetch(mockhub_state *st, ingest_run *run, const ingest_job *job, cons
                                                     (uint32_t)st->conf->bucket_window_s};
     }
     int rc = st->api->http_request(run, &req, resp);
+    if (rc == INGEST_OK && st->conf->bucket_requests > 0 && !bad_bucket_refused(st, run, &req))
+        rc = INGEST_EIO;
     if (rc == INGEST_OK && (*resp)->status != 200) {
         st->api->log(st->ctx, run, INGEST_LOG_WARN, "GET items answered HTTP %ld", (*resp)->status);
         rc = (*resp)->status >= 500 ? INGEST_EAGAIN : INGEST_EIO;

@@ -93,8 +93,20 @@ static const char *string_at(json_object *obj, const char *a, const char *b)
     return json_object_is_type(v, json_type_string) ? json_object_get_string(v) : NULL;
 }
 
+/* The refusals of minor 3's settings calls, checked on every install: a
+ * host that accepted any of them fails the connect flow (503). */
+static int refusals_hold(const ingest_host_api *api, ingest_run *run)
+{
+    char id[37];
+    return api->connection_config_merge(run, "[1]") == INGEST_EINVAL &&
+           api->connection_config_merge(run, "{\"a\": ") == INGEST_EINVAL &&
+           api->connection_route(run, "team_id", "T0001", id) == INGEST_ESTATE; /* not a delivery */
+}
+
 static int keep_reply_extras(const ingest_host_api *api, ingest_run *run, json_object *reply)
 {
+    if (!refusals_hold(api, run))
+        return INGEST_EIO;
     const char *user_token = string_at(reply, "authed_user", "access_token");
     int rc = user_token ? api->secret_put(run, "user_token", user_token, 0) : INGEST_OK;
     const char *team = string_at(reply, "team", "id");
