@@ -305,9 +305,9 @@ LAT_WORST=$(sed -n 's/^webhook_load: \([0-9]*\)s .*max \([0-9.]*\) ms)$/\2 \1/p'
   sort -gr | head -n 3 | awk '{printf "%s%.0f ms in second %d", (NR > 1 ? ", " : ""), $1, $2}')
 P99=$(field "$LAT" p99_ms)
 printf '\n2. ack latency, open loop at %s/s offered for %s s (%s connections; latency from the due time)\n' "$OPEN_RATE" "$OPEN_S" "$OPEN_C"
-printf '   sent %s, 2xx %s (202 %s, 200 %s), non-2xx %s (%s), errors %s; achieved %.0f acks/s\n' \
+printf '   sent %s, 2xx %s (202 %s, 200 %s), non-2xx %s (%s), errors %s, sent again after an idle close %s; achieved %.0f acks/s\n' \
   "$(field "$LAT" sent)" "$(field "$LAT" ok_2xx)" "$(field "$LAT" s202)" "$(field "$LAT" s200)" \
-  "$(field "$LAT" non2xx)" "$(field "$LAT" status)" "$(field "$LAT" errors)" "$(field "$LAT" rate)"
+  "$(field "$LAT" non2xx)" "$(field "$LAT" status)" "$(field "$LAT" errors)" "$(field "$LAT" resent)" "$(field "$LAT" rate)"
 printf '   latency p50 %s ms, p90 %s ms, p99 %s ms, max %s ms; worst seconds: %s\n' \
   "$(field "$LAT" p50_ms)" "$(field "$LAT" p90_ms)" "$P99" "$(field "$LAT" max_ms)" "${LAT_WORST:--}"
 printf '   schedule: %s request(s) sent > 1 ms after due because the generator was slow, %s because all connections were busy; worst %s ms%s\n' \

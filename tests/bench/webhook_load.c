@@ -44,6 +44,11 @@
  * X-Hook-Signature: sha256=<hex HMAC-SHA256(secret, body)>, with a unique
  * X-Hook-Delivery, Content-Type: application/json.
  *
+ * A request that meets a keep-alive connection the daemon has just closed as
+ * idle (EOF before any byte of the answer) goes out once more on a new
+ * connection, as HTTP clients do for requests with an idempotency key; its
+ * latency still counts from its first start, and "resent" counts them.
+ *
  * Connections are opened in waves of 64 and each is primed with one GET
  * (--prime-path) before the clock starts, so none is still waiting in the
  * daemon's listen backlog when the measured requests go out.
@@ -106,6 +111,8 @@ typedef struct conn {
     long remaining; /* body bytes still to read */
     int close_after;
     int in_idle; /* listed in bench.idle */
+    int resend;  /* the in-flight request goes again once reconnected */
+    int retried; /* the in-flight request is already going for the second time */
     int priming; /* the in-flight request is the uncounted priming GET */
 } conn;
 
@@ -120,7 +127,7 @@ struct bench {
     /* counters */
     uint64_t next;    /* index of the next request to send */
     uint64_t planned; /* requests in the run */
-    uint64_t sent, done, ok, s202, s200, non2xx, errors, late, late_conn;
+    uint64_t sent, done, ok, s202, s200, non2xx, errors, late, late_conn, resent;
     int64_t no_idle_us; /* last time a due request found no idle connection */
     uint64_t status_count[600];
     int64_t lag_max_us;
@@ -212,15 +219,15 @@ static void report(bench *b)
             off += (size_t)snprintf(statuses + off, sizeof statuses - off, "%s%d:%llu",
                                     off ? "," : "", s, (unsigned long long)b->status_count[s]);
     printf("mode=%s method=%s path=%s conns=%d sent=%llu done=%llu ok_2xx=%llu s202=%llu s200=%llu"
-           " non2xx=%llu status=%s errors=%llu elapsed_s=%.3f rate=%.1f"
+           " non2xx=%llu status=%s errors=%llu resent=%llu elapsed_s=%.3f rate=%.1f"
            " p50_ms=%.3f p90_ms=%.3f p99_ms=%.3f max_ms=%.3f",
            b->mode == MODE_OPEN ? "open" : "closed", b->method, b->path, b->n_conns,
            (unsigned long long)b->sent, (unsigned long long)b->done, (unsigned long long)b->ok,
            (unsigned long long)b->s202, (unsigned long long)b->s200, (unsigned long long)b->non2xx,
-           statuses[0] ? statuses : "-", (unsigned long long)b->errors, elapsed,
-           elapsed > 0 ? (double)b->ok / elapsed : 0, pct_ms(b->lat_us, b->n_lat, 50),
-           pct_ms(b->lat_us, b->n_lat, 90), pct_ms(b->lat_us, b->n_lat, 99),
-           b->n_lat ? b->lat_us[b->n_lat - 1] / 1000.0 : 0);
+           statuses[0] ? statuses : "-", (unsigned long long)b->errors,
+           (unsigned long long)b->resent, elapsed, elapsed > 0 ? (double)b->ok / elapsed : 0,
+           pct_ms(b->lat_us, b->n_lat, 50), pct_ms(b->lat_us, b->n_lat, 90),
+           pct_ms(b->lat_us, b->n_lat, 99), b->n_lat ? b->lat_us[b->n_lat - 1] / 1000.0 : 0);
     if (b->mode == MODE_OPEN) {
         double lag_ms = (double)b->lag_max_us / 1000.0;
         /* Behind: a request went out more than 1 ms late (late: the
@@ -307,6 +314,7 @@ static void send_request(bench *b, conn *c, uint64_t i, int64_t t0)
     if (n < 0 || (size_t)n >= b->req_cap)
         die("request too large");
     c->busy = 1;
+    c->retried = 0;
     c->seq = seq;
     c->t0_us = t0;
     c->pstate = P_STATUS;
@@ -484,8 +492,19 @@ static void conn_fail(conn *c, const char *why)
                 why);
         exit(1);
     }
-    if (c->busy) {
+    /* A keep-alive connection the server closed as idle just as a request
+     * went out on it: nothing of the answer came, so the request goes again
+     * on a new connection (as HTTP clients do for a request with an
+     * idempotency key), its latency still counted from its first start. */
+    int closed_idle = c->busy && !c->priming && !c->retried && c->pstate == P_STATUS && c->bev &&
+                      evbuffer_get_length(bufferevent_get_input(c->bev)) == 0 &&
+                      strcmp(why, "closed by the server") == 0;
+    if (closed_idle) {
+        c->resend = 1;
+        b->resent++;
+    } else if (c->busy) {
         c->busy = 0;
+        c->resend = 0;
         b->in_flight--;
         b->done++;
         b->errors++;
@@ -499,7 +518,7 @@ static void conn_fail(conn *c, const char *why)
         bufferevent_free(c->bev);
     c->bev = NULL;
     c->connected = 0;
-    if (!b->finished && (b->next < b->planned)) {
+    if (!b->finished && (c->resend || b->next < b->planned)) {
         conn_open(c); /* reconnect; it sends when connected */
     }
     maybe_finish(b);
@@ -597,6 +616,12 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         if (!b->started) {
             send_prime(b, c);
+        } else if (c->resend) {
+            c->resend = 0;
+            b->in_flight--;
+            b->sent--;
+            send_request(b, c, c->seq - b->seq_start, c->t0_us);
+            c->retried = 1;
         } else {
             push_idle(b, c);
             pump(b);
@@ -634,6 +659,12 @@ static void conn_open(conn *c)
         if (!b->started)
             die("connect failed");
         b->errors++;
+        if (c->resend) { /* the request waiting for this connection is lost */
+            c->resend = 0;
+            c->busy = 0;
+            b->in_flight--;
+            b->done++;
+        }
     }
 }
 
@@ -804,8 +835,8 @@ int main(int argc, char **argv)
         die("--secret is required for POST");
     if (b->n_conns <= 0)
         b->n_conns = b->mode == MODE_OPEN ? 256 : 64;
-    if (b->pad < 0 || b->pad > 1 << 20 || b->rss_every == 0 || b->timeout < 1 ||
-        b->events < 0 || b->events > 100000)
+    if (b->pad < 0 || b->pad > 1 << 20 || b->rss_every == 0 || b->timeout < 1 || b->events < 0 ||
+        b->events > 100000)
         usage();
     if (b->mode == MODE_OPEN) {
         if (b->rate <= 0 || b->duration <= 0)
