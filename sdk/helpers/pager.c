@@ -180,7 +180,7 @@ static int one_page(walk *w, int index, char **url)
 int ingest_pager_run(const ingest_pager *pager, ingest_ctx *ctx, const char *first_url,
                      ingest_pager_stats *stats)
 {
-    ingest_pager_stats local;
+    ingest_pager_stats local = {0};
     ingest_pager_stats *st = stats ? stats : &local;
     memset(st, 0, sizeof *st);
     if (!pager || !pager->api || !pager->on_page || !first_url)
