@@ -268,6 +268,21 @@ def test_shared_token_scheme(daemon_factory):
     assert s == 401 and problem(b)["code"] == "missing_header"
 
 
+def test_unknown_ack_style_falls_back_to_the_default_reply(daemon_factory, pg_cluster, db_url):
+    # hook_ackx is hook_token asking for a webhook_ack value of a later minor:
+    # it is loaded, warned about, and its deliveries get the default 202.
+    conf = hook_conf().replace("plugins = { ", "plugins = { hook_ackx = { webhook_secret = "
+                               f'"{SECRET}"; webhook_tenant_id = "{TENANT}"; }}; ', 1)
+    d = start(daemon_factory, conf=conf, plugins=["hook_ackx"])
+    status, hdrs, data = post(d, "/webhooks/hook_ackx", body_of(n=1), {"X-Hook-Token": SECRET})
+    assert status == 202, data
+    ack = json.loads(data)
+    assert ack["status"] == "accepted", ack
+    assert q(pg_cluster, db_url, "SELECT provider FROM webhook_deliveries WHERE id = %s",
+             (ack["delivery_id"],)) == [("hook_ackx",)]
+    assert "webhook_ack 6 is not known to this host" in d.log_text()
+
+
 def test_plugin_callback_scheme(daemon_factory):
     d = start(daemon_factory, plugins=["hook_callback"])
     path = "/webhooks/hook_callback"

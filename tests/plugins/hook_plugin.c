@@ -194,6 +194,9 @@ static const ingest_plugin descriptor = {
     .webhook = {.scheme = INGEST_WEBHOOK_CALLBACK},
     .verify_webhook = hook_verify,
 #endif
+#ifdef WEBHOOK_ACK_FROM_A_LATER_MINOR
+    .webhook_ack = (ingest_webhook_ack)(INGEST_WEBHOOK_ACK_EMPTY_200 + 5),
+#endif
     .config = INGEST_ARRAY(hook_config),
     .conf_size = sizeof(hook_conf),
     .init = hook_init,
