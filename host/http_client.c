@@ -851,6 +851,7 @@ static int wait_for_slot(http_client *c, const http_request *req, const http_pol
     if (!c->limits || !p->limiter_key)
         return INGEST_OK;
     int64_t started = util_mono_ms();
+    int slept = 0;
     for (;;) {
         int64_t now = util_mono_ms();
         int64_t wait = ratelimit_reserve(c->limits, p->limiter_key, p->quota, now);
@@ -868,10 +869,12 @@ static int wait_for_slot(http_client *c, const http_request *req, const http_pol
         }
         if (sleep_cancellable(wait, p->cancel))
             return INGEST_ECANCELED;
+        slept = 1;
     }
-    int64_t waited = util_mono_ms() - started;
-    if (waited > 0)
-        record_wait(c, p, m, waited);
+    /* Only a request that slept waited: the clock may tick between two
+     * readings without any wait (a slow or busy machine). */
+    if (slept)
+        record_wait(c, p, m, util_mono_ms() - started);
     update_tokens_gauge(c, p, m);
     return INGEST_OK;
 }
