@@ -95,14 +95,12 @@ static void check_failed(rest_req *r, int rc, ingest_run *run)
                   r->inst->name, why ? ": " : "", why ? why : "");
     else if (rc == INGEST_ERATELIMITED || rc == INGEST_EAGAIN || rc == INGEST_EIO) {
         rest_fail(r, 503, "provider_unavailable",
-                  "the credentials could not be checked at %s now; retry later%s%.300s",
-                  r->inst->name, why ? ": " : "", why ? why : "");
+                  "the credentials could not be checked at %s now; retry later", r->inst->name);
         r->retry_after = rc == INGEST_ERATELIMITED ? (int)(run_retry_after_ms(run, 5000) / 1000) + 1
                                                    : REST_RETRY_DOWN_S;
     } else
-        rest_fail(r, 422, "connection_check_failed",
-                  "%s did not accept the connection (%d)%s%.300s", r->inst->name, rc,
-                  why ? ": " : "", why ? why : "");
+        rest_fail(r, 422, "connection_check_failed", "%s did not accept the connection (%d)",
+                  r->inst->name, rc);
 }
 
 static int run_check(rest_req *r, const char *id)
