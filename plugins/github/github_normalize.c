@@ -50,19 +50,9 @@ static int64_t first_time(const github_state *st, json_object *rec, const char *
     return fallback > 0 ? fallback : st->api->now_us();
 }
 
-static void put_str(json_object *o, const char *key, const char *value)
-{
-    json_object_object_add(o, key, value ? json_object_new_string(value) : NULL);
-}
-
 static void put_bool(json_object *o, const char *key, int value)
 {
     json_object_object_add(o, key, json_object_new_boolean(value));
-}
-
-static void copy(json_object *dst, const char *key, json_object *src, const char *path)
-{
-    ingest_json_copy(dst, key, src, path);
 }
 
 /* "%lld" of the integer at `path`, or "" */
@@ -80,15 +70,15 @@ static json_object *provenance(const gh_origin *o)
     json_object *p = json_object_new_object();
     if (!p)
         return NULL;
-    put_str(p, "via", o->via);
+    ingest_json_put_str(p, "via", o->via);
     if (o->event)
-        put_str(p, "github_event", o->event);
+        ingest_json_put_str(p, "github_event", o->event);
     if (o->action)
-        put_str(p, "action", o->action);
+        ingest_json_put_str(p, "action", o->action);
     if (o->delivery)
-        put_str(p, "github_delivery", o->delivery);
+        ingest_json_put_str(p, "github_delivery", o->delivery);
     if (o->stream)
-        put_str(p, "stream", o->stream);
+        ingest_json_put_str(p, "stream", o->stream);
     return p;
 }
 
@@ -147,25 +137,25 @@ static json_object *pr_payload(json_object *pr, const char *repo)
     json_object *o = json_object_new_object();
     if (!o)
         return NULL;
-    put_str(o, "repo", repo);
-    copy(o, "id", pr, "id");
-    copy(o, "node_id", pr, "node_id");
-    copy(o, "number", pr, "number");
-    copy(o, "title", pr, "title");
-    copy(o, "state", pr, "state");
+    ingest_json_put_str(o, "repo", repo);
+    ingest_json_copy(o, "id", pr, "id");
+    ingest_json_copy(o, "node_id", pr, "node_id");
+    ingest_json_copy(o, "number", pr, "number");
+    ingest_json_copy(o, "title", pr, "title");
+    ingest_json_copy(o, "state", pr, "state");
     put_bool(o, "draft", ingest_json_true(pr, "draft"));
     put_bool(o, "merged", ingest_json_get(pr, "merged_at") != NULL);
-    copy(o, "author", pr, "user.login");
-    copy(o, "url", pr, "html_url");
-    copy(o, "api_url", pr, "url");
-    copy(o, "base_ref", pr, "base.ref");
-    copy(o, "head_ref", pr, "head.ref");
-    copy(o, "head_sha", pr, "head.sha");
-    copy(o, "merge_commit_sha", pr, "merge_commit_sha");
-    copy(o, "created_at", pr, "created_at");
-    copy(o, "updated_at", pr, "updated_at");
-    copy(o, "closed_at", pr, "closed_at");
-    copy(o, "merged_at", pr, "merged_at");
+    ingest_json_copy(o, "author", pr, "user.login");
+    ingest_json_copy(o, "url", pr, "html_url");
+    ingest_json_copy(o, "api_url", pr, "url");
+    ingest_json_copy(o, "base_ref", pr, "base.ref");
+    ingest_json_copy(o, "head_ref", pr, "head.ref");
+    ingest_json_copy(o, "head_sha", pr, "head.sha");
+    ingest_json_copy(o, "merge_commit_sha", pr, "merge_commit_sha");
+    ingest_json_copy(o, "created_at", pr, "created_at");
+    ingest_json_copy(o, "updated_at", pr, "updated_at");
+    ingest_json_copy(o, "closed_at", pr, "closed_at");
+    ingest_json_copy(o, "merged_at", pr, "merged_at");
     return o;
 }
 
@@ -236,20 +226,20 @@ static json_object *issue_payload(json_object *issue, const char *repo)
     json_object *o = json_object_new_object();
     if (!o)
         return NULL;
-    put_str(o, "repo", repo);
-    copy(o, "id", issue, "id");
-    copy(o, "node_id", issue, "node_id");
-    copy(o, "number", issue, "number");
-    copy(o, "title", issue, "title");
-    copy(o, "state", issue, "state");
-    copy(o, "state_reason", issue, "state_reason");
-    copy(o, "author", issue, "user.login");
+    ingest_json_put_str(o, "repo", repo);
+    ingest_json_copy(o, "id", issue, "id");
+    ingest_json_copy(o, "node_id", issue, "node_id");
+    ingest_json_copy(o, "number", issue, "number");
+    ingest_json_copy(o, "title", issue, "title");
+    ingest_json_copy(o, "state", issue, "state");
+    ingest_json_copy(o, "state_reason", issue, "state_reason");
+    ingest_json_copy(o, "author", issue, "user.login");
     json_object_object_add(o, "labels", label_names(issue));
-    copy(o, "url", issue, "html_url");
-    copy(o, "api_url", issue, "url");
-    copy(o, "created_at", issue, "created_at");
-    copy(o, "updated_at", issue, "updated_at");
-    copy(o, "closed_at", issue, "closed_at");
+    ingest_json_copy(o, "url", issue, "html_url");
+    ingest_json_copy(o, "api_url", issue, "url");
+    ingest_json_copy(o, "created_at", issue, "created_at");
+    ingest_json_copy(o, "updated_at", issue, "updated_at");
+    ingest_json_copy(o, "closed_at", issue, "closed_at");
     return o;
 }
 
@@ -284,25 +274,25 @@ int gh_emit_comment(github_state *st, ingest_run *run, json_object *comment, jso
 {
     json_object *p = json_object_new_object();
     if (p) {
-        put_str(p, "repo", repo);
-        copy(p, "id", comment, "id");
-        copy(p, "node_id", comment, "node_id");
+        ingest_json_put_str(p, "repo", repo);
+        ingest_json_copy(p, "id", comment, "id");
+        ingest_json_copy(p, "node_id", comment, "node_id");
         if (issue)
-            copy(p, "number", issue, "number");
+            ingest_json_copy(p, "number", issue, "number");
         else
             json_object_object_add(p, "number",
                                    number_from_url(ingest_json_str(comment, "issue_url")));
-        copy(p, "title", issue, "title");
+        ingest_json_copy(p, "title", issue, "title");
         json_object_object_add(
             p, "is_pull_request",
             issue ? json_object_new_boolean(ingest_json_get(issue, "pull_request") != NULL) : NULL);
-        copy(p, "author", comment, "user.login");
-        copy(p, "body", comment, "body");
-        copy(p, "url", comment, "html_url");
-        copy(p, "api_url", comment, "url");
-        copy(p, "issue_url", comment, "issue_url");
-        copy(p, "created_at", comment, "created_at");
-        copy(p, "updated_at", comment, "updated_at");
+        ingest_json_copy(p, "author", comment, "user.login");
+        ingest_json_copy(p, "body", comment, "body");
+        ingest_json_copy(p, "url", comment, "html_url");
+        ingest_json_copy(p, "api_url", comment, "url");
+        ingest_json_copy(p, "issue_url", comment, "issue_url");
+        ingest_json_copy(p, "created_at", comment, "created_at");
+        ingest_json_copy(p, "updated_at", comment, "updated_at");
     }
     static const kind_rule r = {"comment_added", {"created_at", NULL}, 0};
     return emit_by_rule(st, run, &r, "issue_comment", comment, p, o);
@@ -319,19 +309,20 @@ int gh_emit_review(github_state *st, ingest_run *run, json_object *review, json_
         const char *s = ingest_json_str(review, "state");
         for (size_t i = 0; s && s[i] && i + 1 < sizeof state; i++)
             state[i] = (char)(s[i] >= 'A' && s[i] <= 'Z' ? s[i] - 'A' + 'a' : s[i]);
-        put_str(p, "repo", repo);
-        copy(p, "id", review, "id");
-        copy(p, "node_id", review, "node_id");
-        copy(p, "number", pr, "number");
-        copy(p, "title", pr, "title");
-        copy(p, "pr_id", pr, "id");
-        put_str(p, "state", s ? state : NULL); /* REST says APPROVED, webhooks approved */
-        copy(p, "author", review, "user.login");
-        copy(p, "body", review, "body");
-        copy(p, "url", review, "html_url");
-        copy(p, "pr_url", pr, "html_url");
-        copy(p, "commit_id", review, "commit_id");
-        copy(p, "submitted_at", review, "submitted_at");
+        ingest_json_put_str(p, "repo", repo);
+        ingest_json_copy(p, "id", review, "id");
+        ingest_json_copy(p, "node_id", review, "node_id");
+        ingest_json_copy(p, "number", pr, "number");
+        ingest_json_copy(p, "title", pr, "title");
+        ingest_json_copy(p, "pr_id", pr, "id");
+        ingest_json_put_str(p, "state",
+                            s ? state : NULL); /* REST says APPROVED, webhooks approved */
+        ingest_json_copy(p, "author", review, "user.login");
+        ingest_json_copy(p, "body", review, "body");
+        ingest_json_copy(p, "url", review, "html_url");
+        ingest_json_copy(p, "pr_url", pr, "html_url");
+        ingest_json_copy(p, "commit_id", review, "commit_id");
+        ingest_json_copy(p, "submitted_at", review, "submitted_at");
     }
     static const kind_rule r = {"pr_review_submitted", {"submitted_at", NULL}, 0};
     return emit_by_rule(st, run, &r, "pull_request_review", review, p, o);
@@ -354,26 +345,26 @@ int gh_emit_push(github_state *st, ingest_run *run, json_object *ev, const gh_or
     int64_t at = first_time(st, ev, times, 2, o->fallback_us);
     char pushed[INGEST_ISO8601_LEN];
     ingest_time_iso8601(at, pushed);
-    copy(p, "repo", ev, "repository.full_name");
-    copy(p, "repo_id", ev, "repository.id");
-    put_str(p, "ref", ref);
-    put_str(p, "branch", branch);
-    put_str(p, "tag", tag);
-    copy(p, "before", ev, "before");
-    copy(p, "after", ev, "after");
+    ingest_json_copy(p, "repo", ev, "repository.full_name");
+    ingest_json_copy(p, "repo_id", ev, "repository.id");
+    ingest_json_put_str(p, "ref", ref);
+    ingest_json_put_str(p, "branch", branch);
+    ingest_json_put_str(p, "tag", tag);
+    ingest_json_copy(p, "before", ev, "before");
+    ingest_json_copy(p, "after", ev, "after");
     put_bool(p, "created", ingest_json_true(ev, "created"));
     put_bool(p, "deleted", ingest_json_true(ev, "deleted"));
     put_bool(p, "forced", ingest_json_true(ev, "forced"));
-    copy(p, "pusher", ev, "pusher.name");
-    copy(p, "author", ev, "sender.login");
+    ingest_json_copy(p, "pusher", ev, "pusher.name");
+    ingest_json_copy(p, "author", ev, "sender.login");
     json_object_object_add(p, "commit_count",
                            json_object_new_int64(json_object_is_type(commits, json_type_array)
                                                      ? (int64_t)json_object_array_length(commits)
                                                      : 0));
-    copy(p, "head_commit_id", ev, "head_commit.id");
-    copy(p, "head_commit_message", ev, "head_commit.message");
-    copy(p, "url", ev, "compare");
-    put_str(p, "pushed_at", pushed);
+    ingest_json_copy(p, "head_commit_id", ev, "head_commit.id");
+    ingest_json_copy(p, "head_commit_message", ev, "head_commit.message");
+    ingest_json_copy(p, "url", ev, "compare");
+    ingest_json_put_str(p, "pushed_at", pushed);
 
     /* One push is (repository, ref, before, after): a redelivery or a
      * second hook on the same repository is the same signal. */
@@ -397,16 +388,16 @@ int gh_emit_other(github_state *st, ingest_run *run, json_object *ev, const char
     if (!p)
         return INGEST_ENOMEM;
     int64_t installation = 0;
-    put_str(p, "event", o->event);
-    put_str(p, "action", o->action);
-    copy(p, "repo", ev, "repository.full_name");
-    copy(p, "organization", ev, "organization.login");
-    copy(p, "sender", ev, "sender.login");
+    ingest_json_put_str(p, "event", o->event);
+    ingest_json_put_str(p, "action", o->action);
+    ingest_json_copy(p, "repo", ev, "repository.full_name");
+    ingest_json_copy(p, "organization", ev, "organization.login");
+    ingest_json_copy(p, "sender", ev, "sender.login");
     json_object_object_add(p, "installation_id",
                            ingest_json_int64(ev, "installation.id", &installation)
                                ? json_object_new_int64(installation)
                                : NULL);
-    put_str(p, "delivery_id", delivery_id);
+    ingest_json_put_str(p, "delivery_id", delivery_id);
     return emit(st, run, kind, key, o->fallback_us, p, "event", delivery_id,
                 ingest_json_str(ev, "repository.html_url"), o);
 }

@@ -51,21 +51,11 @@ void jira_key_time(int64_t us, char out[32])
     snprintf(out, 32, "%s.%03dZ", day, ms);
 }
 
-static void put_str(json_object *o, const char *key, const char *value)
-{
-    json_object_object_add(o, key, value ? json_object_new_string(value) : NULL);
-}
-
-static void copy(json_object *dst, const char *key, json_object *src, const char *path)
-{
-    ingest_json_copy(dst, key, src, path);
-}
-
 /* Markdown of an ADF (or plain text) value into o[key]. */
 static void put_markdown(json_object *o, const char *key, json_object *adf)
 {
     char *text = jira_adf_to_markdown(adf);
-    put_str(o, key, text);
+    ingest_json_put_str(o, key, text);
     free(text);
 }
 
@@ -87,13 +77,13 @@ static json_object *provenance(const jira_origin *o)
     json_object *p = json_object_new_object();
     if (!p)
         return NULL;
-    put_str(p, "via", o->via);
+    ingest_json_put_str(p, "via", o->via);
     if (o->event)
-        put_str(p, "webhook_event", o->event);
+        ingest_json_put_str(p, "webhook_event", o->event);
     if (o->delivery)
-        put_str(p, "delivery", o->delivery);
+        ingest_json_put_str(p, "delivery", o->delivery);
     if (!o->event)
-        put_str(p, "stream", JIRA_STREAM);
+        ingest_json_put_str(p, "stream", JIRA_STREAM);
     return p;
 }
 
@@ -180,27 +170,27 @@ static json_object *issue_payload(json_object *issue, const jira_origin *o)
     const char *key = ingest_json_str(issue, "key");
     char url[1024];
     browse_url(o, issue, key, url, sizeof url);
-    copy(p, "id", issue, "id");
-    copy(p, "key", issue, "key");
-    copy(p, "project", issue, "fields.project.key");
-    copy(p, "project_name", issue, "fields.project.name");
-    copy(p, "summary", issue, "fields.summary");
-    copy(p, "issue_type", issue, "fields.issuetype.name");
-    copy(p, "status", issue, "fields.status.name");
-    copy(p, "status_category", issue, "fields.status.statusCategory.key");
-    copy(p, "priority", issue, "fields.priority.name");
-    copy(p, "resolution", issue, "fields.resolution.name");
-    copy(p, "assignee", issue, "fields.assignee.displayName");
-    copy(p, "assignee_id", issue, "fields.assignee.accountId");
-    copy(p, "reporter", issue, "fields.reporter.displayName");
-    copy(p, "reporter_id", issue, "fields.reporter.accountId");
-    copy(p, "labels", issue, "fields.labels");
+    ingest_json_copy(p, "id", issue, "id");
+    ingest_json_copy(p, "key", issue, "key");
+    ingest_json_copy(p, "project", issue, "fields.project.key");
+    ingest_json_copy(p, "project_name", issue, "fields.project.name");
+    ingest_json_copy(p, "summary", issue, "fields.summary");
+    ingest_json_copy(p, "issue_type", issue, "fields.issuetype.name");
+    ingest_json_copy(p, "status", issue, "fields.status.name");
+    ingest_json_copy(p, "status_category", issue, "fields.status.statusCategory.key");
+    ingest_json_copy(p, "priority", issue, "fields.priority.name");
+    ingest_json_copy(p, "resolution", issue, "fields.resolution.name");
+    ingest_json_copy(p, "assignee", issue, "fields.assignee.displayName");
+    ingest_json_copy(p, "assignee_id", issue, "fields.assignee.accountId");
+    ingest_json_copy(p, "reporter", issue, "fields.reporter.displayName");
+    ingest_json_copy(p, "reporter_id", issue, "fields.reporter.accountId");
+    ingest_json_copy(p, "labels", issue, "fields.labels");
     put_markdown(p, "description", ingest_json_get(issue, "fields.description"));
-    put_str(p, "url", url[0] ? url : NULL);
-    copy(p, "api_url", issue, "self");
-    copy(p, "created", issue, "fields.created");
-    copy(p, "updated", issue, "fields.updated");
-    copy(p, "resolved", issue, "fields.resolutiondate");
+    ingest_json_put_str(p, "url", url[0] ? url : NULL);
+    ingest_json_copy(p, "api_url", issue, "self");
+    ingest_json_copy(p, "created", issue, "fields.created");
+    ingest_json_copy(p, "updated", issue, "fields.updated");
+    ingest_json_copy(p, "resolved", issue, "fields.resolutiondate");
     json_object_object_add(p, "custom_fields", custom_fields(issue, o));
     return p;
 }
@@ -268,15 +258,15 @@ static json_object *transition_payload(json_object *issue, json_object *history,
     json_object *p = issue_payload(issue, o);
     if (!p)
         return NULL;
-    copy(p, "history_id", history, "id");
-    copy(p, "from_status", item, "fromString");
-    copy(p, "to_status", item, "toString");
-    copy(p, "from_status_id", item, "from");
-    copy(p, "to_status_id", item, "to");
-    put_str(p, "to_status_category", category);
-    copy(p, "author", history, "author.displayName");
-    copy(p, "author_id", history, "author.accountId");
-    copy(p, "transitioned_at", history, "created");
+    ingest_json_copy(p, "history_id", history, "id");
+    ingest_json_copy(p, "from_status", item, "fromString");
+    ingest_json_copy(p, "to_status", item, "toString");
+    ingest_json_copy(p, "from_status_id", item, "from");
+    ingest_json_copy(p, "to_status_id", item, "to");
+    ingest_json_put_str(p, "to_status_category", category);
+    ingest_json_copy(p, "author", history, "author.displayName");
+    ingest_json_copy(p, "author_id", history, "author.accountId");
+    ingest_json_copy(p, "transitioned_at", history, "created");
     return p;
 }
 
@@ -329,18 +319,18 @@ int jira_emit_comment(jira_state *st, ingest_run *run, json_object *issue, json_
     snprintf(uri, sizeof uri, "%s?focusedCommentId=%s", browse, cid);
     json_object *p = json_object_new_object();
     if (p) {
-        copy(p, "id", comment, "id");
-        copy(p, "issue_id", issue, "id");
-        copy(p, "issue_key", issue, "key");
-        copy(p, "project", issue, "fields.project.key");
-        copy(p, "summary", issue, "fields.summary");
-        copy(p, "author", comment, "author.displayName");
-        copy(p, "author_id", comment, "author.accountId");
+        ingest_json_copy(p, "id", comment, "id");
+        ingest_json_copy(p, "issue_id", issue, "id");
+        ingest_json_copy(p, "issue_key", issue, "key");
+        ingest_json_copy(p, "project", issue, "fields.project.key");
+        ingest_json_copy(p, "summary", issue, "fields.summary");
+        ingest_json_copy(p, "author", comment, "author.displayName");
+        ingest_json_copy(p, "author_id", comment, "author.accountId");
         put_markdown(p, "body", ingest_json_get(comment, "body"));
-        copy(p, "created", comment, "created");
-        copy(p, "updated", comment, "updated");
-        put_str(p, "url", browse[0] ? uri : NULL);
-        copy(p, "api_url", comment, "self");
+        ingest_json_copy(p, "created", comment, "created");
+        ingest_json_copy(p, "updated", comment, "updated");
+        ingest_json_put_str(p, "url", browse[0] ? uri : NULL);
+        ingest_json_copy(p, "api_url", comment, "self");
     }
     return emit(st, run, kind, key, at, p, comment, "comment", cid, browse[0] ? uri : NULL, o);
 }
@@ -415,12 +405,12 @@ int jira_emit_other(jira_state *st, ingest_run *run, json_object *event, const j
     snprintf(key, sizeof key, "jira:%.140s", o->delivery ? o->delivery : "");
     json_object *p = json_object_new_object();
     if (p) {
-        put_str(p, "event", o->event);
-        copy(p, "issue_event_type_name", event, "issue_event_type_name");
-        copy(p, "issue_id", event, "issue.id");
-        copy(p, "issue_key", event, "issue.key");
-        copy(p, "user", event, "user.displayName");
-        put_str(p, "delivery_id", o->delivery);
+        ingest_json_put_str(p, "event", o->event);
+        ingest_json_copy(p, "issue_event_type_name", event, "issue_event_type_name");
+        ingest_json_copy(p, "issue_id", event, "issue.id");
+        ingest_json_copy(p, "issue_key", event, "issue.key");
+        ingest_json_copy(p, "user", event, "user.displayName");
+        ingest_json_put_str(p, "delivery_id", o->delivery);
     }
     int64_t ms = 0;
     int64_t at = ingest_json_int64(event, "timestamp", &ms) ? ms * 1000 : 0;

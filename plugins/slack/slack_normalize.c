@@ -51,36 +51,26 @@ int64_t sl_ts_us(const char *ts)
     return sec * 1000000 + frac;
 }
 
-static void put_str(json_object *o, const char *key, const char *value)
-{
-    json_object_object_add(o, key, value ? json_object_new_string(value) : NULL);
-}
-
-static void copy(json_object *dst, const char *key, json_object *src, const char *path)
-{
-    ingest_json_copy(dst, key, src, path);
-}
-
 static json_object *provenance(const sl_origin *o)
 {
     json_object *p = json_object_new_object();
     if (!p)
         return NULL;
-    put_str(p, "via", o->via);
+    ingest_json_put_str(p, "via", o->via);
     if (o->team_id)
-        put_str(p, "team_id", o->team_id);
+        ingest_json_put_str(p, "team_id", o->team_id);
     if (o->event_id)
-        put_str(p, "event_id", o->event_id);
+        ingest_json_put_str(p, "event_id", o->event_id);
     if (o->event_type)
-        put_str(p, "event_type", o->event_type);
+        ingest_json_put_str(p, "event_type", o->event_type);
     if (o->delivery)
-        put_str(p, "delivery", o->delivery);
+        ingest_json_put_str(p, "delivery", o->delivery);
     if (o->retry_num >= 0)
         json_object_object_add(p, "slack_retry_num", json_object_new_int64(o->retry_num));
     if (o->retry_reason)
-        put_str(p, "slack_retry_reason", o->retry_reason);
+        ingest_json_put_str(p, "slack_retry_reason", o->retry_reason);
     if (o->stream)
-        put_str(p, "stream", o->stream);
+        ingest_json_put_str(p, "stream", o->stream);
     return p;
 }
 
@@ -126,18 +116,18 @@ static json_object *message_payload(json_object *msg, const char *channel, const
     json_object *p = json_object_new_object();
     if (!p)
         return NULL;
-    put_str(p, "team_id", o->team_id);
-    put_str(p, "channel", channel);
-    copy(p, "ts", msg, "ts");
-    copy(p, "thread_ts", msg, "thread_ts");
-    copy(p, "user", msg, "user");
-    put_str(p, "user_name", user_name);
-    copy(p, "bot_id", msg, "bot_id");
-    copy(p, "subtype", msg, "subtype");
-    copy(p, "text", msg, "text");
-    copy(p, "reply_count", msg, "reply_count");
-    copy(p, "edited_by", msg, "edited.user");
-    copy(p, "edited_ts", msg, "edited.ts");
+    ingest_json_put_str(p, "team_id", o->team_id);
+    ingest_json_put_str(p, "channel", channel);
+    ingest_json_copy(p, "ts", msg, "ts");
+    ingest_json_copy(p, "thread_ts", msg, "thread_ts");
+    ingest_json_copy(p, "user", msg, "user");
+    ingest_json_put_str(p, "user_name", user_name);
+    ingest_json_copy(p, "bot_id", msg, "bot_id");
+    ingest_json_copy(p, "subtype", msg, "subtype");
+    ingest_json_copy(p, "text", msg, "text");
+    ingest_json_copy(p, "reply_count", msg, "reply_count");
+    ingest_json_copy(p, "edited_by", msg, "edited.user");
+    ingest_json_copy(p, "edited_ts", msg, "edited.ts");
     const char *ts = ingest_json_str(msg, "ts"), *thread = ingest_json_str(msg, "thread_ts");
     json_object_object_add(p, "is_reply",
                            json_object_new_boolean(ts && thread && strcmp(ts, thread) != 0));
@@ -186,12 +176,12 @@ int sl_emit_deleted(slack_state *st, ingest_run *run, json_object *ev, const sl_
         return INGEST_EINVAL;
     json_object *p = json_object_new_object();
     if (p) {
-        put_str(p, "team_id", o->team_id);
-        put_str(p, "channel", channel);
-        put_str(p, "ts", deleted);
-        copy(p, "deleted_at", ev, "ts");
-        copy(p, "previous_user", ev, "previous_message.user");
-        copy(p, "previous_text", ev, "previous_message.text");
+        ingest_json_put_str(p, "team_id", o->team_id);
+        ingest_json_put_str(p, "channel", channel);
+        ingest_json_put_str(p, "ts", deleted);
+        ingest_json_copy(p, "deleted_at", ev, "ts");
+        ingest_json_copy(p, "previous_user", ev, "previous_message.user");
+        ingest_json_copy(p, "previous_text", ev, "previous_message.text");
     }
     char key[KEY_LEN], id[KEY_LEN];
     snprintf(key, sizeof key, "message_deleted:%s:%s", channel, deleted);
@@ -222,16 +212,16 @@ int sl_emit_reaction(slack_state *st, ingest_run *run, json_object *ev, const ch
         return INGEST_EINVAL;
     json_object *p = json_object_new_object();
     if (p) {
-        put_str(p, "team_id", o->team_id);
-        put_str(p, "item_type", type);
-        put_str(p, "channel", channel);
-        put_str(p, "ts", ts);
-        put_str(p, "file", file);
-        put_str(p, "user", user);
-        put_str(p, "user_name", user_name);
-        put_str(p, "reaction", reaction);
-        copy(p, "item_user", ev, "item_user");
-        put_str(p, "event_ts", event_ts);
+        ingest_json_put_str(p, "team_id", o->team_id);
+        ingest_json_put_str(p, "item_type", type);
+        ingest_json_put_str(p, "channel", channel);
+        ingest_json_put_str(p, "ts", ts);
+        ingest_json_put_str(p, "file", file);
+        ingest_json_put_str(p, "user", user);
+        ingest_json_put_str(p, "user_name", user_name);
+        ingest_json_put_str(p, "reaction", reaction);
+        ingest_json_copy(p, "item_user", ev, "item_user");
+        ingest_json_put_str(p, "event_ts", event_ts);
     }
     char key[KEY_LEN * 2];
     snprintf(key, sizeof key, "reaction_added:%s:%s:%s:%s", item, user, reaction, event_ts);
@@ -250,11 +240,11 @@ int sl_emit_channel(slack_state *st, ingest_run *run, json_object *ch, const sl_
     ingest_json_int64(ch, "created", &created);
     json_object *p = json_object_new_object();
     if (p) {
-        put_str(p, "team_id", o->team_id);
-        put_str(p, "id", id);
-        copy(p, "name", ch, "name");
-        copy(p, "creator", ch, "creator");
-        copy(p, "created", ch, "created");
+        ingest_json_put_str(p, "team_id", o->team_id);
+        ingest_json_put_str(p, "id", id);
+        ingest_json_copy(p, "name", ch, "name");
+        ingest_json_copy(p, "creator", ch, "creator");
+        ingest_json_copy(p, "created", ch, "created");
         json_object_object_add(p, "is_private",
                                json_object_new_boolean(ingest_json_true(ch, "is_private")));
     }
@@ -286,7 +276,7 @@ int sl_emit_command(slack_state *st, ingest_run *run, json_object *form, const s
         return INGEST_EINVAL;
     json_object *p = json_object_new_object();
     for (size_t i = 0; p && i < sizeof fields / sizeof fields[0]; i++)
-        copy(p, fields[i], form, fields[i]);
+        ingest_json_copy(p, fields[i], form, fields[i]);
     const char *trigger = ingest_json_str(form, "trigger_id");
     char key[KEY_LEN];
     snprintf(key, sizeof key, "slash_command:%s", trigger ? trigger : o->delivery);
@@ -305,11 +295,12 @@ static json_object *actions_of(json_object *payload)
         json_object *a = json_object_array_get_idx(list, i), *o = json_object_new_object();
         if (!o)
             break;
-        copy(o, "action_id", a, "action_id");
-        copy(o, "block_id", a, "block_id");
-        copy(o, "type", a, "type");
-        copy(o, "value", a, ingest_json_get(a, "value") ? "value" : "selected_option.value");
-        copy(o, "action_ts", a, "action_ts");
+        ingest_json_copy(o, "action_id", a, "action_id");
+        ingest_json_copy(o, "block_id", a, "block_id");
+        ingest_json_copy(o, "type", a, "type");
+        ingest_json_copy(o, "value", a,
+                         ingest_json_get(a, "value") ? "value" : "selected_option.value");
+        ingest_json_copy(o, "action_ts", a, "action_ts");
         json_object_array_add(out, o);
     }
     return out;
@@ -322,17 +313,17 @@ int sl_emit_interaction(slack_state *st, ingest_run *run, json_object *pl, const
         return INGEST_EINVAL;
     json_object *p = json_object_new_object();
     if (p) {
-        put_str(p, "type", type);
-        copy(p, "team_id", pl, "team.id");
-        copy(p, "user_id", pl, "user.id");
-        copy(p, "user_name", pl, "user.username");
-        copy(p, "channel_id", pl,
-             ingest_json_get(pl, "channel.id") ? "channel.id" : "container.channel_id");
-        copy(p, "message_ts", pl, "container.message_ts");
-        copy(p, "callback_id", pl,
-             ingest_json_get(pl, "callback_id") ? "callback_id" : "view.callback_id");
-        copy(p, "trigger_id", pl, "trigger_id");
-        copy(p, "response_url", pl, "response_url");
+        ingest_json_put_str(p, "type", type);
+        ingest_json_copy(p, "team_id", pl, "team.id");
+        ingest_json_copy(p, "user_id", pl, "user.id");
+        ingest_json_copy(p, "user_name", pl, "user.username");
+        ingest_json_copy(p, "channel_id", pl,
+                         ingest_json_get(pl, "channel.id") ? "channel.id" : "container.channel_id");
+        ingest_json_copy(p, "message_ts", pl, "container.message_ts");
+        ingest_json_copy(p, "callback_id", pl,
+                         ingest_json_get(pl, "callback_id") ? "callback_id" : "view.callback_id");
+        ingest_json_copy(p, "trigger_id", pl, "trigger_id");
+        ingest_json_copy(p, "response_url", pl, "response_url");
         json_object_object_add(p, "actions", actions_of(pl));
     }
     const char *trigger = ingest_json_str(pl, "trigger_id");
@@ -353,8 +344,8 @@ int sl_emit_other(slack_state *st, ingest_run *run, const char *type, json_objec
     snprintf(k, sizeof k, "%s:%s", kind, key);
     json_object *p = json_object_new_object();
     if (p) {
-        put_str(p, "team_id", o->team_id);
-        put_str(p, "type", type);
+        ingest_json_put_str(p, "team_id", o->team_id);
+        ingest_json_put_str(p, "type", type);
         json_object_object_add(p, "event", json_object_get(ev));
     }
     return emit(st, run, kind, k,

@@ -99,6 +99,14 @@ int ingest_json_copy(json_object *dst, const char *key, json_object *src, const 
     return json_object_object_add(dst, key, json_object_get(v)) == 0 ? 0 : -1;
 }
 
+int ingest_json_put_str(json_object *dst, const char *key, const char *value)
+{
+    json_object *v = value ? json_object_new_string(value) : NULL;
+    if (value && !v)
+        return -1;
+    return json_object_object_add(dst, key, v) == 0 ? 0 : -1;
+}
+
 json_object *ingest_json_parse(const void *text, size_t len)
 {
     if (!text || len > (size_t)INT32_MAX - 1)

@@ -273,9 +273,13 @@ static void test_json_paths(void **state)
     json_object *dst = json_object_new_object();
     assert_int_equal(ingest_json_copy(dst, "c", o, "a.b.0.c"), 0);
     assert_int_equal(ingest_json_copy(dst, "gone", o, "nope"), 0);
+    char owned[] = "kept";
+    assert_int_equal(ingest_json_put_str(dst, "s", owned), 0);
+    owned[0] = 'X'; /* dst holds its own copy */
+    assert_int_equal(ingest_json_put_str(dst, "none", NULL), 0);
     json_object_put(o); /* dst keeps its own references */
     char *out = ingest_json_text(dst);
-    assert_string_equal(out, "{\"c\":\"x\",\"gone\":null}");
+    assert_string_equal(out, "{\"c\":\"x\",\"gone\":null,\"s\":\"kept\",\"none\":null}");
     free(out);
     json_object_put(dst);
 }

@@ -80,6 +80,11 @@ int ingest_json_time(const ingest_host_api *api, json_object *root, const char *
  * owners. `key` is copied. Returns 0, or -1 on allocation failure. */
 int ingest_json_copy(json_object *dst, const char *key, json_object *src, const char *path);
 
+/* dst[key] = a new JSON string holding a copy of `value`, or JSON null when
+ * `value` is NULL. Nothing of `value` or `key` is kept. Returns 0, or -1 on
+ * allocation failure. */
+int ingest_json_put_str(json_object *dst, const char *key, const char *value);
+
 /* Parse `len` bytes (need not be NUL-terminated) as JSON (json-c with
  * JSON_TOKENER_STRICT: no trailing commas, comments or bare words): one value
  * and nothing but whitespace after it. The caller owns the result and
