@@ -69,6 +69,7 @@ static const key_spec key_specs[] = {
     INT(http_timeout_s, 30, 1, 3600, 1),
     INT(webhook_queue, 10000, 16, 1000000, 1),
     INT(webhook_max_attempts, 5, 1, 100, 0),
+    INT(webhook_retention_days, 7, 0, 36500, 0),
     INT(sync_interval_s, 3600, 1, 31536000, 0),
     INT(sync_jitter_pct, 10, 0, 50, 0),
     INT(schedule_poll_ms, 5000, 50, 600000, 0),

@@ -27,13 +27,14 @@ typedef struct hostd_config {
     int shutdown_timeout_s;
     int drain_timeout_s;
     int max_body_bytes;
-    int job_lease_s;          /* a claimed job is ours this long without a heartbeat */
-    int job_poll_ms;          /* how often to look for due jobs */
-    int max_jobs;             /* sync jobs running at once; 0 = workers */
-    int backfill_days;        /* first sync without a cursor starts this far back */
-    int http_timeout_s;       /* a client must send its request within this */
-    int webhook_queue;        /* deliveries waiting for their commit, at most */
-    int webhook_max_attempts; /* processing tries before a delivery is dead-lettered */
+    int job_lease_s;            /* a claimed job is ours this long without a heartbeat */
+    int job_poll_ms;            /* how often to look for due jobs */
+    int max_jobs;               /* sync jobs running at once; 0 = workers */
+    int backfill_days;          /* first sync without a cursor starts this far back */
+    int http_timeout_s;         /* a client must send its request within this */
+    int webhook_queue;          /* deliveries waiting for their commit, at most */
+    int webhook_max_attempts;   /* processing tries before a delivery is dead-lettered */
+    int webhook_retention_days; /* processed deliveries are removed after this; 0 = kept */
     /* Sync engine (sync_scheduler.c, executor.c) */
     int sync_interval_s;       /* stream schedule when neither plugin nor connection sets one */
     int sync_jitter_pct;       /* ± jitter of interval schedules, percent */

@@ -68,6 +68,26 @@ static const char dead_sql[] =
 
 static const char expire_sql[] = "DELETE FROM idempotency_keys WHERE expires_at < now()";
 
+/* The host's delivery ids are UUIDv7, whose leading 48 bits are the receipt
+ * time in milliseconds: the smallest id of the cutoff's millisecond bounds a
+ * primary-key range scan, so a purge never reads the retained (recent) part
+ * of the table. The timestamps decide what goes. SKIP LOCKED lets hosts
+ * purge side by side. */
+static const char purge_sql[] =
+    "WITH cutoff AS ("
+    "  SELECT now() - make_interval(days => $1::int) AS t),"
+    " bound AS ("
+    "  SELECT t, (lpad(to_hex((extract(epoch FROM t) * 1000)::bigint), 12, '0')"
+    "   || '70008000000000000000')::uuid AS id FROM cutoff),"
+    " doomed AS ("
+    "  SELECT d.id FROM webhook_deliveries d, bound"
+    "  WHERE d.id < bound.id AND d.state = 'processed'"
+    "   AND d.received_at < bound.t AND d.processed_at < bound.t"
+    "   AND NOT EXISTS (SELECT 1 FROM dead_letters l WHERE l.ref_id = d.id)"
+    "  ORDER BY d.id LIMIT $2"
+    "  FOR UPDATE SKIP LOCKED)"
+    " DELETE FROM webhook_deliveries d USING doomed WHERE d.id = doomed.id";
+
 typedef struct claim_args {
     const char *owner;
     char *const *providers;
@@ -264,6 +284,35 @@ static int expire_fn(PGconn *conn, void *arg)
         ((expire_args *)arg)->removed = atoll(PQcmdTuples(res));
         PQclear(res);
     }
+    return rc;
+}
+
+typedef struct purge_args {
+    int retention_days, limit;
+    long long removed;
+} purge_args;
+
+static int purge_fn(PGconn *conn, void *arg)
+{
+    purge_args *a = arg;
+    char days[16], limit[16];
+    snprintf(days, sizeof days, "%d", a->retention_days);
+    snprintf(limit, sizeof limit, "%d", a->limit);
+    const char *p[] = {days, limit};
+    PGresult *res = NULL;
+    int rc = store_exec_prepared(conn, "deliveries_purge", purge_sql, 2, p, &res, NULL, 0);
+    if (rc == INGEST_OK) {
+        a->removed = atoll(PQcmdTuples(res));
+        PQclear(res);
+    }
+    return rc;
+}
+
+int deliveries_purge(store *st, int retention_days, int limit, long long *removed)
+{
+    purge_args a = {retention_days, limit, 0};
+    int rc = store_call(st, purge_fn, &a);
+    *removed = a.removed;
     return rc;
 }
 

@@ -57,4 +57,10 @@ int deliveries_release(store *st, const delivery_row *d, const char *owner, int6
 /* Drop idempotency keys past their expiry. */
 int deliveries_expire_keys(store *st, long long *removed);
 
+/* Remove up to `limit` processed deliveries received and processed more
+ * than `retention_days` ago, in one short transaction; *removed says how
+ * many went (fewer than `limit`: nothing more is due). Deliveries that are
+ * not processed, or that a dead letter refers to, are never removed. */
+int deliveries_purge(store *st, int retention_days, int limit, long long *removed);
+
 #endif

@@ -205,6 +205,10 @@ static const migration migrations[] = {
     /* Where a delivery came from, for the provenance of push sources. */
     {7, "webhook delivery sender address",
      "ALTER TABLE webhook_deliveries ADD COLUMN remote_addr text;"},
+    /* Processed deliveries past their retention are removed unless a dead
+     * letter refers to them; that check needs to find the letter by ref. */
+    {8, "dead letters found by the row they refer to",
+     "CREATE INDEX dead_letters_ref ON dead_letters (ref_id) WHERE ref_id IS NOT NULL;"},
 };
 #define N_MIGRATIONS (sizeof migrations / sizeof migrations[0])
 

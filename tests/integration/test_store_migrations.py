@@ -17,7 +17,7 @@ import pytest
 from conftest import free_port, wait_for
 from store_helpers import q, readyz
 
-LATEST = 7
+LATEST = 8
 EXPECTED_TABLES = {
     "schema_migrations", "signals", "cursors", "providers", "connections",
     "connection_secrets", "sync_jobs", "webhook_deliveries", "idempotency_keys",

@@ -427,6 +427,55 @@ def test_pending_deliveries_survive_a_restart(daemon_factory, pg_cluster, db_url
     assert d2.alive()
 
 
+def uuid7_at(seconds_ago):
+    """A UUIDv7 (as the host makes them) whose time is that many seconds ago."""
+    ms = int((time.time() - seconds_ago) * 1000)
+    return str(uuid.UUID(hex=f"{ms:012x}7abc8def{uuid.uuid4().hex[:12]}"))
+
+
+def test_processed_deliveries_past_the_retention_are_removed(daemon_factory, pg_cluster, db_url):
+    conf = hook_conf(extra="webhook_retention_days = 7;")
+    d = start(daemon_factory, conf, plugins=["hook_hmac"])
+    for key in ("old", "recent", "kept-by-letter", "dead"):
+        body = body_of(reject="letter") if key == "kept-by-letter" else body_of(k=key)
+        assert post_hmac(d, body, delivery=key)[0] == 202
+    wait_processed(pg_cluster, db_url, "hook_hmac", 4)
+    d.stop()
+    eight_days = 8 * 86400
+    for key in ("old", "kept-by-letter", "dead"):
+        old_id = uuid7_at(eight_days)
+        q(pg_cluster, db_url, "UPDATE dead_letters SET ref_id = %s WHERE ref_id ="
+          " (SELECT id FROM webhook_deliveries WHERE delivery_key = %s)", (old_id, key))
+        q(pg_cluster, db_url, "UPDATE webhook_deliveries SET id = %s,"
+          " received_at = now() - interval '8 days', processed_at = now() - interval '8 days'"
+          " WHERE delivery_key = %s", (old_id, key))
+    q(pg_cluster, db_url, "UPDATE webhook_deliveries SET state = 'dead' WHERE delivery_key = 'dead'")
+
+    d = start(daemon_factory, conf, plugins=["hook_hmac"])
+    d.wait_for_log(lambda e: "housekeeping round done" in e.get("msg", ""), timeout=15)
+    assert metric(d, "ingest_webhook_deliveries_purged_total") == 1
+    assert sorted(r[0] for r in deliveries(pg_cluster, db_url)) == \
+        ["dead", "kept-by-letter", "recent"]
+    assert "removed 1 processed deliveries older than 7 day(s)" in d.log_text()
+    # the key outlives the delivery: a late redelivery is still a duplicate
+    assert post_hmac(d, body_of(k="old"), delivery="old")[0] == 200
+    assert len(signals(pg_cluster, db_url, "hook_hmac")) == 3
+
+
+def test_retention_zero_keeps_every_delivery(daemon_factory, pg_cluster, db_url):
+    conf = hook_conf(extra="webhook_retention_days = 0;")
+    d = start(daemon_factory, conf, plugins=["hook_hmac"])
+    assert post_hmac(d, body_of(k=1), delivery="ancient")[0] == 202
+    wait_processed(pg_cluster, db_url, "hook_hmac", 1)
+    d.stop()
+    q(pg_cluster, db_url, "UPDATE webhook_deliveries SET id = %s, received_at = now() -"
+      " interval '10 years', processed_at = now() - interval '10 years'", (uuid7_at(10 * 365 * 86400),))
+    d = start(daemon_factory, conf, plugins=["hook_hmac"])
+    d.wait_for_log(lambda e: "housekeeping round done" in e.get("msg", ""), timeout=15)
+    assert [r[0] for r in deliveries(pg_cluster, db_url)] == ["ancient"]
+    assert metric(d, "ingest_webhook_deliveries_purged_total") == 0
+
+
 # -------------------------------------------------------- hostile clients
 
 def test_stalled_client_is_cut_off(daemon_factory):
