@@ -27,9 +27,13 @@ static const char reap_sql[] =
     " FROM lost WHERE state = 'dead'";
 
 /* One provider at a time, so the scan follows webhook_deliveries_claim in
- * order and needs no sort, whatever the planner's statistics say. */
+ * order and needs no sort, whatever the planner's statistics say. The claim
+ * commits without waiting for its WAL flush (set_config(..., true) holds for
+ * this statement's own transaction): a claim lost in a database crash leaves
+ * the delivery pending, to be claimed again. */
 static const char claim_sql[] =
-    "WITH due AS ("
+    "WITH async AS (SELECT set_config('synchronous_commit', 'off', true) AS off),"
+    " due AS ("
     "  SELECT id FROM webhook_deliveries"
     "  WHERE provider = $2 AND state IN ('pending', 'retrying') AND run_after <= now()"
     "  ORDER BY run_after"
@@ -37,7 +41,7 @@ static const char claim_sql[] =
     "  FOR UPDATE SKIP LOCKED)"
     " UPDATE webhook_deliveries d SET state = 'processing', attempts = d.attempts + 1,"
     "  lease_owner = $1, lease_expires_at = now() + make_interval(secs => $4::int)"
-    " FROM due WHERE d.id = due.id"
+    " FROM due, async WHERE d.id = due.id"
     " RETURNING d.id, d.provider, coalesce(d.tenant_id::text, ''),"
     "  coalesce(d.connection_id::text, ''), d.delivery_key, d.content_type, d.body, d.headers,"
     "  (extract(epoch FROM d.received_at) * 1000000)::bigint, d.attempts,"
@@ -149,7 +153,7 @@ static int claim_provider(PGconn *conn, claim_args *a, const char *provider)
     snprintf(lease, sizeof lease, "%d", a->lease_s);
     const char *p[] = {a->owner, provider, limit, lease};
     PGresult *res = NULL;
-    int rc = store_exec_prepared(conn, "deliveries_claim_v2", claim_sql, 4, p, &res, NULL, 0);
+    int rc = store_exec_prepared(conn, "deliveries_claim_v3", claim_sql, 4, p, &res, NULL, 0);
     if (rc != INGEST_OK)
         return rc;
     for (int r = 0; r < PQntuples(res) && a->n < (size_t)a->limit; r++) {

@@ -715,6 +715,21 @@ static void set_status(store_part **parts, size_t n, int status)
         parts[i]->status = status;
 }
 
+/* A transaction that only finishes webhook deliveries need not wait for its
+ * WAL flush. No one outside is answered on its commit, and if a database
+ * crash loses it, its deliveries are still leased in the table: the reaper
+ * hands them out again and the signals' dedupe keys keep the second pass
+ * from storing anything twice. Anything else (a sync page moving a cursor,
+ * a job's outcome) commits synchronously. */
+static const char *begin_sql(store_part **parts, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (!finishes_delivery(parts[i]))
+            return "BEGIN";
+    }
+    return "BEGIN; SET LOCAL synchronous_commit = off";
+}
+
 /* One transaction for the parts. Returns 0 if it committed (parts whose
  * lease was lost say so in their status), -1 if nothing did. */
 static int commit_parts(writer *w, store_part **parts, size_t n, char *err, size_t err_len)
@@ -722,7 +737,7 @@ static int commit_parts(writer *w, store_part **parts, size_t n, char *err, size
     for (size_t i = 0; i < n; i++)
         parts[i]->inserted = 0;
     set_status(parts, n, INGEST_OK);
-    if (store_exec_simple(w->conn, "BEGIN") < 0) {
+    if (store_exec_simple(w->conn, begin_sql(parts, n)) < 0) {
         snprintf(err, err_len, "%s", PQerrorMessage(w->conn));
         set_status(parts, n, INGEST_EIO);
         return -1;
