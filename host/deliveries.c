@@ -246,12 +246,19 @@ typedef struct update_args {
     const char *sql;
     const char *const *params;
     int n_params;
+    long long affected; /* rows the statement changed */
 } update_args;
 
 static int update_fn(PGconn *conn, void *arg)
 {
     update_args *a = arg;
-    return store_exec(conn, a->sql, a->n_params, a->params, NULL, NULL, 0);
+    PGresult *res = NULL;
+    int rc = store_exec(conn, a->sql, a->n_params, a->params, &res, NULL, 0);
+    if (rc == INGEST_OK) {
+        a->affected = atoll(PQcmdTuples(res));
+        PQclear(res);
+    }
+    return rc;
 }
 
 int deliveries_fail(store *st, const delivery_row *d, const char *owner, const char *error,
@@ -263,7 +270,7 @@ int deliveries_fail(store *st, const delivery_row *d, const char *owner, const c
     char delay[32];
     snprintf(delay, sizeof delay, "%lld", (long long)delay_ms);
     const char *p[] = {d->id, owner, error, delay};
-    update_args a = {is_dead ? dead_sql : retry_sql, p, is_dead ? 3 : 4};
+    update_args a = {is_dead ? dead_sql : retry_sql, p, is_dead ? 3 : 4, 0};
     return store_call(st, update_fn, &a);
 }
 
@@ -272,59 +279,27 @@ int deliveries_release(store *st, const delivery_row *d, const char *owner, int6
     char delay[32];
     snprintf(delay, sizeof delay, "%lld", (long long)delay_ms);
     const char *p[] = {d->id, owner, delay};
-    update_args a = {release_sql, p, 3};
+    update_args a = {release_sql, p, 3, 0};
     return store_call(st, update_fn, &a);
-}
-
-typedef struct expire_args {
-    long long removed;
-} expire_args;
-
-static int expire_fn(PGconn *conn, void *arg)
-{
-    PGresult *res = NULL;
-    int rc = store_exec(conn, expire_sql, 0, NULL, &res, NULL, 0);
-    if (rc == INGEST_OK) {
-        ((expire_args *)arg)->removed = atoll(PQcmdTuples(res));
-        PQclear(res);
-    }
-    return rc;
-}
-
-typedef struct purge_args {
-    int retention_days, limit;
-    long long removed;
-} purge_args;
-
-static int purge_fn(PGconn *conn, void *arg)
-{
-    purge_args *a = arg;
-    char days[16], limit[16];
-    snprintf(days, sizeof days, "%d", a->retention_days);
-    snprintf(limit, sizeof limit, "%d", a->limit);
-    const char *p[] = {days, limit};
-    PGresult *res = NULL;
-    int rc = store_exec_prepared(conn, "deliveries_purge", purge_sql, 2, p, &res, NULL, 0);
-    if (rc == INGEST_OK) {
-        a->removed = atoll(PQcmdTuples(res));
-        PQclear(res);
-    }
-    return rc;
 }
 
 int deliveries_purge(store *st, int retention_days, int limit, long long *removed)
 {
-    purge_args a = {retention_days, limit, 0};
-    int rc = store_call(st, purge_fn, &a);
-    *removed = a.removed;
+    char days[16], max_rows[16];
+    snprintf(days, sizeof days, "%d", retention_days);
+    snprintf(max_rows, sizeof max_rows, "%d", limit);
+    const char *p[] = {days, max_rows};
+    update_args a = {purge_sql, p, 2, 0};
+    int rc = store_call(st, update_fn, &a);
+    *removed = a.affected;
     return rc;
 }
 
 int deliveries_expire_keys(store *st, long long *removed)
 {
-    expire_args a = {0};
-    int rc = store_call(st, expire_fn, &a);
+    update_args a = {expire_sql, NULL, 0, 0};
+    int rc = store_call(st, update_fn, &a);
     if (removed)
-        *removed = a.removed;
+        *removed = a.affected;
     return rc;
 }

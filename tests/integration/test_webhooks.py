@@ -449,7 +449,8 @@ def test_processed_deliveries_past_the_retention_are_removed(daemon_factory, pg_
         q(pg_cluster, db_url, "UPDATE webhook_deliveries SET id = %s,"
           " received_at = now() - interval '8 days', processed_at = now() - interval '8 days'"
           " WHERE delivery_key = %s", (old_id, key))
-    q(pg_cluster, db_url, "UPDATE webhook_deliveries SET state = 'dead' WHERE delivery_key = 'dead'")
+    q(pg_cluster, db_url,
+      "UPDATE webhook_deliveries SET state = 'dead' WHERE delivery_key = 'dead'")
 
     d = start(daemon_factory, conf, plugins=["hook_hmac"])
     d.wait_for_log(lambda e: "housekeeping round done" in e.get("msg", ""), timeout=15)
@@ -468,8 +469,9 @@ def test_retention_zero_keeps_every_delivery(daemon_factory, pg_cluster, db_url)
     assert post_hmac(d, body_of(k=1), delivery="ancient")[0] == 202
     wait_processed(pg_cluster, db_url, "hook_hmac", 1)
     d.stop()
+    ten_years = 10 * 365 * 86400
     q(pg_cluster, db_url, "UPDATE webhook_deliveries SET id = %s, received_at = now() -"
-      " interval '10 years', processed_at = now() - interval '10 years'", (uuid7_at(10 * 365 * 86400),))
+      " interval '10 years', processed_at = now() - interval '10 years'", (uuid7_at(ten_years),))
     d = start(daemon_factory, conf, plugins=["hook_hmac"])
     d.wait_for_log(lambda e: "housekeeping round done" in e.get("msg", ""), timeout=15)
     assert [r[0] for r in deliveries(pg_cluster, db_url)] == ["ancient"]
