@@ -247,13 +247,14 @@ typedef struct update_args {
     const char *const *params;
     int n_params;
     long long affected; /* rows the statement changed */
+    char err[256];      /* the database's reason, if it failed */
 } update_args;
 
 static int update_fn(PGconn *conn, void *arg)
 {
     update_args *a = arg;
     PGresult *res = NULL;
-    int rc = store_exec(conn, a->sql, a->n_params, a->params, &res, NULL, 0);
+    int rc = store_exec(conn, a->sql, a->n_params, a->params, &res, a->err, sizeof a->err);
     if (rc == INGEST_OK) {
         a->affected = atoll(PQcmdTuples(res));
         PQclear(res);
@@ -270,7 +271,7 @@ int deliveries_fail(store *st, const delivery_row *d, const char *owner, const c
     char delay[32];
     snprintf(delay, sizeof delay, "%lld", (long long)delay_ms);
     const char *p[] = {d->id, owner, error, delay};
-    update_args a = {is_dead ? dead_sql : retry_sql, p, is_dead ? 3 : 4, 0};
+    update_args a = {is_dead ? dead_sql : retry_sql, p, is_dead ? 3 : 4, 0, ""};
     return store_call(st, update_fn, &a);
 }
 
@@ -279,25 +280,28 @@ int deliveries_release(store *st, const delivery_row *d, const char *owner, int6
     char delay[32];
     snprintf(delay, sizeof delay, "%lld", (long long)delay_ms);
     const char *p[] = {d->id, owner, delay};
-    update_args a = {release_sql, p, 3, 0};
+    update_args a = {release_sql, p, 3, 0, ""};
     return store_call(st, update_fn, &a);
 }
 
-int deliveries_purge(store *st, int retention_days, int limit, long long *removed)
+int deliveries_purge(store *st, int retention_days, int limit, long long *removed, char *err,
+                     size_t err_len)
 {
     char days[16], max_rows[16];
     snprintf(days, sizeof days, "%d", retention_days);
     snprintf(max_rows, sizeof max_rows, "%d", limit);
     const char *p[] = {days, max_rows};
-    update_args a = {purge_sql, p, 2, 0};
+    update_args a = {purge_sql, p, 2, 0, ""};
     int rc = store_call(st, update_fn, &a);
     *removed = a.affected;
+    if (rc != INGEST_OK)
+        snprintf(err, err_len, "%s", a.err[0] ? a.err : "database unavailable");
     return rc;
 }
 
 int deliveries_expire_keys(store *st, long long *removed)
 {
-    update_args a = {expire_sql, NULL, 0, 0};
+    update_args a = {expire_sql, NULL, 0, 0, ""};
     int rc = store_call(st, update_fn, &a);
     if (removed)
         *removed = a.affected;

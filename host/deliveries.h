@@ -60,7 +60,9 @@ int deliveries_expire_keys(store *st, long long *removed);
 /* Remove up to `limit` processed deliveries received and processed more
  * than `retention_days` ago, in one short transaction; *removed says how
  * many went (fewer than `limit`: nothing more is due). Deliveries that are
- * not processed, or that a dead letter refers to, are never removed. */
-int deliveries_purge(store *st, int retention_days, int limit, long long *removed);
+ * not processed, or that a dead letter refers to, are never removed. On
+ * failure `err` (caller's buffer) holds the database's reason. */
+int deliveries_purge(store *st, int retention_days, int limit, long long *removed, char *err,
+                     size_t err_len);
 
 #endif

@@ -289,8 +289,11 @@ static long long purge_old_deliveries(hostd *h)
     int days = h->cfg->webhook_retention_days;
     long long total = 0, removed = 0;
     int rc = INGEST_OK;
-    while (days > 0 && !atomic_load(&h->shutting_down) &&
-           (rc = deliveries_purge(h->store, days, PURGE_BATCH, &removed)) == INGEST_OK) {
+    char why[256] = "";
+    while (days > 0 && !atomic_load(&h->shutting_down)) {
+        rc = deliveries_purge(h->store, days, PURGE_BATCH, &removed, why, sizeof why);
+        if (rc != INGEST_OK)
+            break;
         total += removed;
         if (removed < PURGE_BATCH)
             break;
@@ -298,12 +301,9 @@ static long long purge_old_deliveries(hostd *h)
     metrics_add(h->dispatch->m_purged, (double)total);
     if (total > 0)
         log_info("webhooks: removed %lld processed deliveries older than %d day(s)", total, days);
-    if (rc != INGEST_OK) {
-        char why[256];
-        store_last_error(h->store, why, sizeof why);
+    if (rc != INGEST_OK)
         log_warn("webhooks: removing old deliveries stopped (next round in %d s): %s",
                  HOUSEKEEPING_EVERY_S, why);
-    }
     return total;
 }
 

@@ -463,6 +463,34 @@ def test_processed_deliveries_past_the_retention_are_removed(daemon_factory, pg_
     assert len(signals(pg_cluster, db_url, "hook_hmac")) == 3
 
 
+def test_a_purge_the_database_refuses_is_logged_and_the_host_goes_on(daemon_factory, pg_cluster,
+                                                                     db_url):
+    conf = hook_conf(extra="webhook_retention_days = 1;")
+    d = start(daemon_factory, conf, plugins=["hook_hmac"])
+    assert post_hmac(d, body_of(k=1), delivery="stuck")[0] == 202
+    wait_processed(pg_cluster, db_url, "hook_hmac", 1)
+    d.stop()
+    q(pg_cluster, db_url, "UPDATE webhook_deliveries SET id = %s, received_at = now() -"
+      " interval '2 days', processed_at = now() - interval '2 days'", (uuid7_at(2 * 86400),))
+    q(pg_cluster, db_url, "CREATE FUNCTION refuse_delete() RETURNS trigger LANGUAGE plpgsql AS"
+      " $$ BEGIN RAISE EXCEPTION 'deletes are refused here'; END $$")
+    q(pg_cluster, db_url, "CREATE TRIGGER refuse BEFORE DELETE ON webhook_deliveries"
+      " FOR EACH ROW EXECUTE FUNCTION refuse_delete()")
+    try:
+        d = start(daemon_factory, conf, plugins=["hook_hmac"])
+        line = d.wait_for_log(lambda e: "removing old deliveries stopped" in e.get("msg", ""),
+                              timeout=15)
+        assert line["level"] == "warn" and "deletes are refused here" in line["msg"], line
+        assert [r[0] for r in deliveries(pg_cluster, db_url)] == ["stuck"]
+        assert metric(d, "ingest_webhook_deliveries_purged_total") == 0
+        assert post_hmac(d, body_of(k=2), delivery="after")[0] == 202
+        wait_processed(pg_cluster, db_url, "hook_hmac", 2)
+        assert d.alive()
+    finally:
+        q(pg_cluster, db_url, "DROP TRIGGER refuse ON webhook_deliveries")
+        q(pg_cluster, db_url, "DROP FUNCTION refuse_delete()")
+
+
 def test_retention_zero_keeps_every_delivery(daemon_factory, pg_cluster, db_url):
     conf = hook_conf(extra="webhook_retention_days = 0;")
     d = start(daemon_factory, conf, plugins=["hook_hmac"])
