@@ -101,8 +101,7 @@ typedef struct claim_args {
     size_t n;
 } claim_args;
 
-/* Headers are stored as one JSON object, name -> value. */
-static int parse_headers(const char *json, delivery_row *d)
+int deliveries_row_set_headers(delivery_row *d, const char *json)
 {
     json_object *o = json_tokener_parse(json);
     if (!o || !json_object_is_type(o, json_type_object)) {
@@ -129,6 +128,18 @@ static int parse_headers(const char *json, delivery_row *d)
     return rc;
 }
 
+/* A row's body is plain malloc'd memory (rows also come from the inbox),
+ * not libpq's. */
+static unsigned char *unescape_body(const char *text, size_t *len)
+{
+    unsigned char *raw = PQunescapeBytea((const unsigned char *)text, len);
+    unsigned char *body = raw ? malloc(*len ? *len : 1) : NULL;
+    if (body)
+        memcpy(body, raw, *len);
+    PQfreemem(raw);
+    return body;
+}
+
 static int read_row(PGresult *res, int r, delivery_row *d)
 {
     snprintf(d->id, sizeof d->id, "%s", PQgetvalue(res, r, 0));
@@ -137,11 +148,11 @@ static int read_row(PGresult *res, int r, delivery_row *d)
     snprintf(d->connection_id, sizeof d->connection_id, "%s", PQgetvalue(res, r, 3));
     d->delivery_key = strdup(PQgetvalue(res, r, 4));
     d->content_type = PQgetisnull(res, r, 5) ? NULL : strdup(PQgetvalue(res, r, 5));
-    d->body = PQunescapeBytea((const unsigned char *)PQgetvalue(res, r, 6), &d->body_len);
+    d->body = unescape_body(PQgetvalue(res, r, 6), &d->body_len);
     d->received_at_us = strtoll(PQgetvalue(res, r, 8), NULL, 10);
     d->attempts = atoi(PQgetvalue(res, r, 9));
     snprintf(d->remote_addr, sizeof d->remote_addr, "%s", PQgetvalue(res, r, 10));
-    if (!d->delivery_key || !d->body || parse_headers(PQgetvalue(res, r, 7), d) < 0)
+    if (!d->delivery_key || !d->body || deliveries_row_set_headers(d, PQgetvalue(res, r, 7)) < 0)
         return -1;
     return 0;
 }
@@ -200,7 +211,7 @@ void deliveries_row_clear(delivery_row *d)
 {
     free(d->delivery_key);
     free(d->content_type);
-    PQfreemem(d->body);
+    free(d->body);
     for (size_t i = 0; i < d->n_headers; i++) {
         free((char *)d->headers[i].name);
         free((char *)d->headers[i].value);

@@ -17,8 +17,8 @@ typedef struct delivery_row {
     char tenant_id[37];     /* "" when none */
     char connection_id[37]; /* "" when none */
     char *delivery_key;
-    char *content_type; /* may be NULL */
-    unsigned char *body;
+    char *content_type;  /* may be NULL */
+    unsigned char *body; /* malloc'd */
     size_t body_len;
     ingest_header *headers; /* names and values owned by the row */
     size_t n_headers;
@@ -41,6 +41,10 @@ int deliveries_claim(store *st, const char *owner, char *const *providers, size_
  * deliveries being processed: call it about once per lease, not per claim. */
 int deliveries_reap(store *st, char *const *providers, size_t n_providers, int max_attempts);
 void deliveries_free(delivery_row *rows, size_t n);
+/* Fill d->headers from the stored form, a JSON object name -> value
+ * (`json` is the caller's; the row owns what it gets). -1: not such an
+ * object, or out of memory. */
+int deliveries_row_set_headers(delivery_row *d, const char *json);
 /* Free what one row owns and zero it. */
 void deliveries_row_clear(delivery_row *d);
 

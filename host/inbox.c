@@ -10,6 +10,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "deliveries.h"
+#include "dispatch.h"
 #include "log.h"
 #include "util.h"
 
@@ -24,14 +26,18 @@
  * unless that key has expired: then it is taken over. DISTINCT ON keeps the
  * first of several deliveries with one key in the same batch, so DO UPDATE
  * never meets a row twice. The key rows reference deliveries inserted by the
- * same statement; the foreign key is checked at its end. What comes back is
- * the positions (0-based) of the deliveries stored. */
+ * same statement; the foreign key is checked at its end. A delivery this
+ * host's dispatcher has room for is stored already leased to it ($13, for
+ * $14 seconds) and handed over from memory: it is never claimed, and its
+ * row is written once less. What comes back is the positions (0-based) of
+ * the deliveries stored. */
 static const char insert_deliveries_sql[] =
     "WITH input AS ("
     "  SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::uuid[],"
-    "   $6::uuid[], $7::jsonb[], $8::bytea[], $9::text[], $10::timestamptz[], $11::text[])"
+    "   $6::uuid[], $7::jsonb[], $8::bytea[], $9::text[], $10::timestamptz[], $11::text[],"
+    "   $12::boolean[])"
     "  WITH ORDINALITY AS t(id, provider, scope, delivery_key, tenant_id, connection_id,"
-    "   headers, body, content_type, received_at, remote_addr, ord)),"
+    "   headers, body, content_type, received_at, remote_addr, leased, ord)),"
     " firsts AS ("
     "  SELECT DISTINCT ON (scope, delivery_key) * FROM input ORDER BY scope, delivery_key, ord),"
     " keys AS ("
@@ -42,9 +48,13 @@ static const char insert_deliveries_sql[] =
     "  WHERE idempotency_keys.expires_at < now()"
     "  RETURNING delivery_id),"
     " inserted AS (INSERT INTO webhook_deliveries (id, provider, tenant_id, connection_id,"
-    "  delivery_key, headers, body, content_type, received_at, remote_addr)"
+    "  delivery_key, headers, body, content_type, received_at, remote_addr, state, attempts,"
+    "  lease_owner, lease_expires_at)"
     "  SELECT f.id, f.provider, f.tenant_id, f.connection_id, f.delivery_key, f.headers, f.body,"
-    "   f.content_type, f.received_at, f.remote_addr"
+    "   f.content_type, f.received_at, f.remote_addr,"
+    "   CASE WHEN f.leased THEN 'processing' ELSE 'pending' END, f.leased::int,"
+    "   CASE WHEN f.leased THEN $13::text END,"
+    "   CASE WHEN f.leased THEN now() + make_interval(secs => $14::int) END"
     "  FROM firsts f JOIN keys k ON k.delivery_id = f.id"
     "  RETURNING id)"
     " SELECT i.ord - 1 FROM inserted ins JOIN input i ON i.id = ins.id";
@@ -61,7 +71,11 @@ enum {
     COL_CONTENT_TYPE,
     COL_RECEIVED,
     COL_REMOTE,
-    N_COLS
+    COL_LEASED,
+    N_COLS,
+    PARAM_OWNER = N_COLS,
+    PARAM_LEASE_S,
+    N_PARAMS
 };
 
 struct inbox {
@@ -149,6 +163,7 @@ static int render_columns(const batch *b, char **scratch, char *columns[N_COLS])
         col[COL_CONTENT_TYPE][i] = it->content_type;
         col[COL_RECEIVED][i] = *received;
         col[COL_REMOTE][i] = it->remote_addr;
+        col[COL_LEASED][i] = it->leased ? "t" : "f";
     }
     for (int c = 0; c < N_COLS; c++) {
         columns[c] = rc == 0 ? store_text_array(col[c], b->n) : NULL;
@@ -161,7 +176,7 @@ static int render_columns(const batch *b, char **scratch, char *columns[N_COLS])
 
 typedef struct commit_arg {
     const batch *b;
-    const char *const *columns;
+    const char *const *params;
     char err[512];
 } commit_arg;
 
@@ -181,8 +196,8 @@ static int commit_fn(PGconn *conn, void *arg)
 {
     commit_arg *a = arg;
     PGresult *res = NULL;
-    int rc = store_exec_prepared(conn, "inbox_insert_deliveries", insert_deliveries_sql, N_COLS,
-                                 a->columns, &res, a->err, sizeof a->err);
+    int rc = store_exec_prepared(conn, "inbox_insert_deliveries", insert_deliveries_sql, N_PARAMS,
+                                 a->params, &res, a->err, sizeof a->err);
     if (rc == INGEST_OK)
         mark_outcomes(a->b, res);
     PQclear(res);
@@ -191,12 +206,17 @@ static int commit_fn(PGconn *conn, void *arg)
 
 static int commit_batch(inbox *ib, const batch *b, char *err, size_t err_len)
 {
-    char *columns[N_COLS] = {0};
+    char *columns[N_COLS] = {0}, lease_s[16];
     char **scratch = calloc(2 * b->n + 1, sizeof *scratch);
-    commit_arg a = {b, (const char *const *)columns, ""};
-    int rc = !scratch || render_columns(b, scratch, columns) < 0
-                 ? INGEST_ENOMEM
-                 : store_call(ib->db, commit_fn, &a);
+    int rendered = scratch && render_columns(b, scratch, columns) == 0;
+    const char *params[N_PARAMS];
+    for (int c = 0; c < N_COLS; c++)
+        params[c] = columns[c];
+    snprintf(lease_s, sizeof lease_s, "%d", ib->h->cfg->job_lease_s);
+    params[PARAM_OWNER] = dispatch_owner(ib->h);
+    params[PARAM_LEASE_S] = lease_s;
+    commit_arg a = {b, params, ""};
+    int rc = rendered ? store_call(ib->db, commit_fn, &a) : INGEST_ENOMEM;
     for (size_t i = 0; scratch && i < 2 * b->n; i++)
         free(scratch[i]);
     free(scratch);
@@ -240,6 +260,60 @@ static void commit_with_fallback(inbox *ib, batch *b)
     }
     log_warn("inbox: %zu of %zu deliveries not stored: %s", failed, b->n,
              err[0] ? err : "database unavailable");
+}
+
+/* The first deliveries of the batch, as many as this host's dispatcher has
+ * room for, are stored leased to it. */
+static int lease_to_dispatcher(inbox *ib, batch *b)
+{
+    int reserved = dispatch_reserve(ib->h, (int)b->n);
+    for (size_t i = 0; i < b->n; i++)
+        b->items[i]->leased = (int)i < reserved;
+    return reserved;
+}
+
+/* The dispatcher's copy of a stored delivery, as a claim would have read
+ * it back; the body and content type move (the HTTP reply needs neither). */
+static int row_from_item(inbox_item *it, delivery_row *d)
+{
+    snprintf(d->id, sizeof d->id, "%s", it->id);
+    snprintf(d->provider, sizeof d->provider, "%s", it->provider);
+    snprintf(d->tenant_id, sizeof d->tenant_id, "%s", it->tenant_id ? it->tenant_id : "");
+    snprintf(d->connection_id, sizeof d->connection_id, "%s",
+             it->connection_id ? it->connection_id : "");
+    snprintf(d->remote_addr, sizeof d->remote_addr, "%s", it->remote_addr ? it->remote_addr : "");
+    d->received_at_us = it->received_at_us;
+    d->attempts = 1;
+    d->body = it->body ? it->body : calloc(1, 1);
+    d->body_len = it->body_len;
+    it->body = NULL;
+    d->content_type = it->content_type;
+    it->content_type = NULL;
+    d->delivery_key = strdup(it->delivery_key);
+    if (!d->delivery_key || !d->body || deliveries_row_set_headers(d, it->headers_json) < 0)
+        return -1;
+    return 0;
+}
+
+/* Rows for the deliveries stored leased to the dispatcher. One whose row
+ * cannot be made (out of memory) stays leased in the table until its lease
+ * runs out; then it is claimed like any other. */
+static delivery_row *leased_rows(batch *b, size_t *n)
+{
+    delivery_row *rows = calloc(b->n, sizeof *rows);
+    *n = 0;
+    for (size_t i = 0; i < b->n; i++) {
+        inbox_item *it = b->items[i];
+        if (it->outcome != INBOX_STORED)
+            it->leased = 0;
+        if (!it->leased || !rows)
+            continue;
+        if (row_from_item(it, &rows[*n]) == 0)
+            (*n)++;
+        else
+            deliveries_row_clear(&rows[*n]);
+    }
+    return rows;
 }
 
 static void complete_on_loop(void *arg)
@@ -292,10 +366,14 @@ static void *inbox_main(void *arg)
             pthread_mutex_lock(&ib->lock);
             continue;
         }
+        int reserved = lease_to_dispatcher(ib, b);
         commit_with_fallback(ib, b);
-        size_t n = b->n;
+        size_t n = b->n, n_rows = 0;
+        delivery_row *rows = reserved ? leased_rows(b, &n_rows) : NULL;
         if (loop_post(ib->h->mailbox, complete_on_loop, b) < 0)
             log_error("inbox: cannot post %zu completions to the loop", n);
+        if (reserved)
+            dispatch_adopt(ib->h, rows, n_rows, reserved);
         pthread_mutex_lock(&ib->lock);
         ib->committing -= n;
         metrics_set(ib->m_depth, (double)(ib->queued + ib->committing));

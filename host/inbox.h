@@ -36,6 +36,8 @@ struct inbox_item {
     char *remote_addr;  /* owned, may be NULL: the sender's address */
     int64_t received_at_us;
     inbox_outcome outcome; /* set before done runs */
+    int leased;            /* set by the inbox: stored leased to this host's dispatcher, which
+                              has its body and content type (NULL by the time done runs) */
     inbox_done_fn done;
     void *done_arg;
     inbox_item *next;

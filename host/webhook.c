@@ -596,7 +596,7 @@ static void stored(inbox_item *it, void *arg)
         send_ack_json(w, it, fresh);
     metrics_add(fresh ? w->m->stored : w->m->duplicates, 1);
     metrics_observe(w->m->ack_seconds, (double)(util_mono_us() - w->start_mono_us) / 1e6);
-    if (fresh)
+    if (fresh && !it->leased) /* a leased one is already on its way to a worker */
         dispatch_wake(w->h);
     inbox_item_free(it);
     wh_free(w);

@@ -427,6 +427,61 @@ def test_pending_deliveries_survive_a_restart(daemon_factory, pg_cluster, db_url
     assert d2.alive()
 
 
+def dispatched(d, via):
+    return metric(d, "ingest_webhook_deliveries_dispatched_total", via=via)
+
+
+def test_deliveries_reach_the_workers_without_a_claim_while_there_is_room(daemon_factory,
+                                                                          pg_cluster, db_url):
+    d = start(daemon_factory, plugins=["hook_hmac"])
+    for i in range(5):
+        assert post_hmac(d, body_of(n=i), delivery=f"direct{i}")[0] == 202
+    wait_processed(pg_cluster, db_url, "hook_hmac", 5)
+    assert [r[2] for r in deliveries(pg_cluster, db_url)] == [1] * 5  # one attempt each
+    assert dispatched(d, "inbox") == 5 and dispatched(d, "claim") == 0
+    assert sorted(r[1] for r in signals(pg_cluster, db_url, "hook_hmac")) == \
+        [f"direct{i}" for i in range(5)]
+
+
+def test_deliveries_beyond_the_workers_room_wait_in_the_table(daemon_factory, pg_cluster, db_url):
+    # one worker: room for 128 deliveries in flight, each taking 40 ms
+    conf = hook_conf(hook_hmac={"handle_sleep_ms": 40})
+    d = start(daemon_factory, conf, plugins=["hook_hmac"], env={"INGEST_WORKERS": "1"})
+    statuses = []
+
+    def send(t):
+        for i in range(20):
+            statuses.append(post_hmac(d, body_of(n=i), delivery=f"busy{t}-{i}")[0])
+
+    threads = [threading.Thread(target=send, args=(t,)) for t in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert statuses == [202] * 160
+    wait_processed(pg_cluster, db_url, "hook_hmac", 160, timeout=30)
+    assert dispatched(d, "inbox") + dispatched(d, "claim") == 160
+    assert dispatched(d, "claim") > 0, "every delivery found room"
+    assert {r[2] for r in deliveries(pg_cluster, db_url)} == {1}
+    assert len(signals(pg_cluster, db_url, "hook_hmac")) == 160
+
+
+def test_a_delivery_whose_host_died_while_processing_it_is_processed_again(daemon_factory,
+                                                                           pg_cluster, db_url):
+    slow = hook_conf(extra="job_lease_s = 2;", hook_hmac={"handle_sleep_ms": 60000})
+    d = start(daemon_factory, slow, plugins=["hook_hmac"])
+    assert post_hmac(d, body_of(), delivery="orphan")[0] == 202
+    wait_for(lambda: [r[1:3] for r in deliveries(pg_cluster, db_url)] == [("processing", 1)], 10,
+             msg=f"never processing: {deliveries(pg_cluster, db_url)}")
+    d.kill()
+    d2 = start(daemon_factory, hook_conf(extra="job_lease_s = 2;"), plugins=["hook_hmac"])
+    wait_processed(pg_cluster, db_url, "hook_hmac", 1, timeout=20)
+    assert [r[1:3] for r in deliveries(pg_cluster, db_url)] == [("processed", 2)]
+    assert [r[1] for r in signals(pg_cluster, db_url, "hook_hmac")] == ["orphan"]
+    assert dispatched(d2, "claim") == 1
+    assert d2.alive()
+
+
 def uuid7_at(seconds_ago):
     """A UUIDv7 (as the host makes them) whose time is that many seconds ago."""
     ms = int((time.time() - seconds_ago) * 1000)
