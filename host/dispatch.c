@@ -20,20 +20,16 @@
 #include "webhook_metrics.h"
 
 #define CLAIM_MAX 64
-#define CHUNK_MAX 32                   /* deliveries one worker runs, then commits together */
-#define CHUNK_COMMIT_MS 200            /* a slow handler does not hold finished ones back */
-#define LINGER_MS 10                   /* less than a chunk waits this long for more */
-#define CHUNKS_PER_WORKER 4            /* in flight: one running, the next ones gathering */
-#define RELEASE_DELAY_MS 5000          /* plugin not loaded here: let another host try */
-#define HOUSEKEEPING_EVERY_S (10 * 60) /* expired keys dropped, old deliveries purged */
-#define HOUSEKEEPING_FIRST_S 2         /* the first round, soon after start */
-#define PURGE_BATCH 5000               /* deliveries removed per transaction */
+#define CHUNK_MAX 32          /* deliveries one worker runs, then commits together */
+#define CHUNK_COMMIT_MS 200   /* a slow handler does not hold finished ones back */
+#define LINGER_MS 10          /* less than a chunk waits this long for more */
+#define CHUNKS_PER_WORKER 4   /* in flight: one running, the next ones gathering */
+#define RELEASE_DELAY_MS 5000 /* plugin not loaded here: let another host try */
 
 struct dispatch_state {
     hostd *h;
     char owner[128];
-    struct event *poll_timer, *wake, *housekeeping_timer, *first_housekeeping, *linger;
-    ingest_metric *m_purged;
+    struct event *poll_timer, *wake, *linger;
     ingest_metric *m_from_inbox, *m_claimed; /* how deliveries reached the workers */
     atomic_int running;                      /* deliveries queued for or on a worker */
     atomic_int reserved; /* room the inbox holds for deliveries it stores leased */
@@ -45,7 +41,6 @@ struct dispatch_state {
     int drainers;         /* drain tasks queued or running */
     int drainers_waiting; /* of those, queued: they will take a chunk each */
     int linger_armed;     /* the linger timer will start a task for what is queued */
-    atomic_int housekeeping_busy;
     int64_t last_reap_ms; /* claim task only (one runs at a time) */
     size_t next_first;    /* claim task only: provider asked first next time */
     int stopped;
@@ -435,75 +430,6 @@ static void on_poll(evutil_socket_t fd, short what, void *arg)
     poll_now(arg);
 }
 
-/* Batch after batch, each its own short transaction, until none is due
- * or the host stops; a large backlog does not wait for the next round. */
-static long long purge_old_deliveries(hostd *h)
-{
-    int days = h->cfg->webhook_retention_days;
-    long long total = 0, removed = 0;
-    int rc = INGEST_OK;
-    char why[256] = "";
-    while (days > 0 && !atomic_load(&h->shutting_down)) {
-        rc = deliveries_purge(h->store, days, PURGE_BATCH, &removed, why, sizeof why);
-        if (rc != INGEST_OK)
-            break;
-        total += removed;
-        if (removed < PURGE_BATCH)
-            break;
-    }
-    metrics_add(h->dispatch->m_purged, (double)total);
-    if (total > 0)
-        log_info("webhooks: removed %lld processed deliveries older than %d day(s)", total, days);
-    if (rc != INGEST_OK)
-        log_warn("webhooks: removing old deliveries stopped (next round in %d s): %s",
-                 HOUSEKEEPING_EVERY_S, why);
-    return total;
-}
-
-static void housekeeping_work(void *arg)
-{
-    hostd *h = arg;
-    long long keys = 0;
-    if (deliveries_expire_keys(h->store, &keys) == INGEST_OK && keys > 0)
-        log_info("webhooks: dropped %lld expired idempotency key(s)", keys);
-    long long purged = purge_old_deliveries(h);
-    log_debug("webhooks: housekeeping round done (%lld key(s) dropped, %lld deliveries removed)",
-              keys, purged);
-    atomic_store(&h->dispatch->housekeeping_busy, 0);
-}
-
-/* One round at a time: a slow purge is not joined by the next. */
-static int start_housekeeping(hostd *h)
-{
-    struct dispatch_state *ds = h->dispatch;
-    int idle = 0;
-    if (!store_ready(h->store) || !atomic_compare_exchange_strong(&ds->housekeeping_busy, &idle, 1))
-        return 0;
-    if (workers_submit(h->workers, housekeeping_work, h) == 0)
-        return 1;
-    atomic_store(&ds->housekeeping_busy, 0);
-    return 0;
-}
-
-static void on_housekeeping(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    start_housekeeping(arg);
-}
-
-/* The first round is tried again until it runs (the database may still be
- * on its way up). */
-static void on_first_housekeeping(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    hostd *h = arg;
-    struct timeval soon = {HOUSEKEEPING_FIRST_S, 0};
-    if (!start_housekeeping(h) && !h->dispatch->stopped)
-        event_add(h->dispatch->first_housekeeping, &soon);
-}
-
 int dispatch_start(hostd *h)
 {
     struct dispatch_state *ds = calloc(1, sizeof *ds);
@@ -516,9 +442,6 @@ int dispatch_start(hostd *h)
     gethostname(host, sizeof host - 1);
     util_uuid4(id);
     snprintf(ds->owner, sizeof ds->owner, "%s:%d:%.8s", host, (int)getpid(), id);
-    ds->m_purged = metrics_register(
-        h->metrics, METRIC_COUNTER, "ingest_webhook_deliveries_purged_total",
-        "Processed deliveries removed after webhook_retention_days", "", ds, NULL, 0);
     static const char dispatched_help[] =
         "Deliveries handed to the workers: straight from the inbox, or claimed from the table";
     ds->m_from_inbox =
@@ -529,18 +452,12 @@ int dispatch_start(hostd *h)
                          dispatched_help, "via=\"claim\"", ds, NULL, 0);
     int poll_ms = h->cfg->job_poll_ms;
     struct timeval poll = {poll_ms / 1000, (poll_ms % 1000) * 1000};
-    struct timeval every = {HOUSEKEEPING_EVERY_S, 0}, first = {HOUSEKEEPING_FIRST_S, 0};
     ds->poll_timer = event_new(h->base, -1, EV_PERSIST, on_poll, h);
-    ds->housekeeping_timer = event_new(h->base, -1, EV_PERSIST, on_housekeeping, h);
-    ds->first_housekeeping = event_new(h->base, -1, 0, on_first_housekeeping, h);
     ds->wake = event_new(h->base, -1, 0, on_poll, h);
     ds->linger = event_new(h->base, -1, 0, on_linger, h);
-    if (!ds->poll_timer || !ds->wake || !ds->housekeeping_timer || !ds->first_housekeeping ||
-        !ds->linger)
+    if (!ds->poll_timer || !ds->wake || !ds->linger)
         return -1;
     event_add(ds->poll_timer, &poll);
-    event_add(ds->housekeeping_timer, &every);
-    event_add(ds->first_housekeeping, &first);
     return 0;
 }
 
@@ -587,8 +504,6 @@ void dispatch_stop(hostd *h)
         return;
     ds->stopped = 1;
     event_del(ds->poll_timer);
-    event_del(ds->housekeeping_timer);
-    event_del(ds->first_housekeeping);
     event_del(ds->wake);
     /* What waits for company goes to the workers now, to finish before
      * the host stops. */
@@ -604,10 +519,6 @@ void dispatch_free(hostd *h)
         return;
     if (ds->poll_timer)
         event_free(ds->poll_timer);
-    if (ds->housekeeping_timer)
-        event_free(ds->housekeeping_timer);
-    if (ds->first_housekeeping)
-        event_free(ds->first_housekeeping);
     if (ds->wake)
         event_free(ds->wake);
     if (ds->linger)

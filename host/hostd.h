@@ -24,6 +24,7 @@ typedef struct reload_state reload_state;
 typedef struct executor_state executor_state;
 typedef struct inbox inbox;
 typedef struct dispatch_state dispatch_state;
+typedef struct housekeeping_state housekeeping_state;
 typedef struct webhook_metrics_table webhook_metrics_table;
 typedef struct webhook_cache webhook_cache;
 typedef struct sync_scheduler sync_scheduler;
@@ -47,6 +48,7 @@ typedef struct hostd {
     executor_state *executor;
     inbox *inbox;                           /* durable webhook inbox (group commit) */
     dispatch_state *dispatch;               /* stored deliveries -> plugin callbacks */
+    housekeeping_state *housekeeping;       /* expired keys, old deliveries */
     webhook_metrics_table *webhook_metrics; /* per-provider webhook series */
     webhook_cache *webhook_cache;           /* connection secrets for verification; loop thread */
     sync_scheduler *sync_scheduler;         /* interval/cron sync jobs per connection stream */

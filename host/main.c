@@ -30,6 +30,7 @@
 #include "sync_scheduler.h"
 #include "util.h"
 #include "webhook_cache.h"
+#include "webhook_housekeeping.h"
 #include "webhook_metrics.h"
 
 #define EXIT_CONFIG 2
@@ -80,6 +81,7 @@ void hostd_begin_shutdown(hostd *h, const char *why)
     executor_stop(h);
     sync_scheduler_stop(h);
     dispatch_stop(h);
+    housekeeping_stop(h);
     registry_each(h->plugins, stop_timers, NULL);
     h->shutdown_deadline_ms = util_mono_ms() + (int64_t)h->cfg->shutdown_timeout_s * 1000;
     struct timeval tv = {0, DRAIN_CHECK_MS * 1000};
@@ -237,6 +239,7 @@ static void teardown(hostd *h, struct event **events, size_t n_events)
     executor_free(h);
     sync_scheduler_free(h);
     dispatch_free(h);
+    housekeeping_free(h);
     oauth_refresher_free(h); /* workers are stopped: no refresh in flight */
     inbox_free(h->inbox);
     for (instance *inst = registry_take_all(h->plugins), *next; inst; inst = next) {
@@ -289,7 +292,8 @@ static int run_daemon(hostd *h)
         teardown(h, NULL, 0);
         return EXIT_START;
     }
-    if (executor_start(h) < 0 || sync_scheduler_start(h) < 0 || dispatch_start(h) < 0) {
+    if (executor_start(h) < 0 || sync_scheduler_start(h) < 0 || dispatch_start(h) < 0 ||
+        housekeeping_start(h) < 0) {
         log_error("cannot start the job executor or the webhook dispatcher");
         teardown(h, NULL, 0);
         return EXIT_START;
