@@ -21,6 +21,8 @@
 #   BENCH_OPEN_RATE          open-loop offered webhooks/s           (5000)
 #   BENCH_OPEN_DURATION      its seconds                            (30 [8])
 #   BENCH_OPEN_CONNS         its connections                        (1000)
+#   BENCH_OPEN_RUNS          runs of it, back to back; the median
+#                            p99 is judged                          (3 [1])
 #   BENCH_SAT_REQUESTS       saturation, closed loop                (200000 [30000])
 #   BENCH_SAT_CONNS          its connections, a space-separated list:
 #                            one run per value, the best counts     ("64 256" ["128"])
@@ -43,7 +45,8 @@
 #                   measured), open loop at BENCH_OPEN_RATE (requests due at
 #                   fixed intervals, latency from the due time: no
 #                   coordinated omission); p50/p99/max of the 2xx answers and
-#                   the worst one-second windows
+#                   the worst one-second windows, per run; the verdict takes
+#                   the median run's p99
 #   3. saturation   closed loop (each connection sends its next request when
 #                   its answer is in); durable acks/s = 2xx answers / elapsed
 #   4. memory       closed loop, BENCH_MEM_DELIVERIES deliveries; VmRSS of the
@@ -55,7 +58,8 @@
 # throughout (as in production); its progress is printed, not judged.
 # CPU seconds used per phase by the daemon (its loop thread apart), the
 # PostgreSQL processes and the load generator are printed, to show where the
-# cores go.
+# cores go, and what PostgreSQL did meanwhile (WAL written, checkpoints
+# begun, autovacuum runs finished): the usual company of a latency tail.
 #
 # Targets (issue): >= 10,000 durable acks/s; p99 <= 25 ms at 5,000/s offered;
 # acked-but-missing = 0 (and rows = acks); RSS at the end within 10 % of RSS
@@ -67,9 +71,9 @@ cd "$(dirname "$0")/../.."
 BUILD=${BENCH_BUILD_DIR:-build}
 QUICK=${BENCH_QUICK:-0}
 if [[ $QUICK == 1 ]]; then
-  d_hz=30000 d_open=8 d_sat=30000 d_satc=128 d_mem=40000
+  d_hz=30000 d_open=8 d_runs=1 d_sat=30000 d_satc=128 d_mem=40000
 else
-  d_hz=200000 d_open=30 d_sat=200000 d_satc="64 256" d_mem=1000000
+  d_hz=200000 d_open=30 d_runs=3 d_sat=200000 d_satc="64 256" d_mem=1000000
 fi
 WORKERS=${BENCH_WORKERS:-2}
 POOL=${BENCH_POOL:-}
@@ -79,6 +83,7 @@ HZ_C=${BENCH_HEALTHZ_CONNS:-64}
 OPEN_RATE=${BENCH_OPEN_RATE:-5000}
 OPEN_S=${BENCH_OPEN_DURATION:-$d_open}
 OPEN_C=${BENCH_OPEN_CONNS:-1000}
+OPEN_RUNS=${BENCH_OPEN_RUNS:-$d_runs}
 SAT_N=${BENCH_SAT_REQUESTS:-$d_sat}
 SAT_CS=${BENCH_SAT_CONNS:-$d_satc}
 MEM_N=${BENCH_MEM_DELIVERIES:-$d_mem}
@@ -244,15 +249,27 @@ cpu_snapshot() {
 }
 # Field of a webhook_load result line.
 field() { sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<" $1"; }
-PHASE_CPU=
-# run_load NAME ARGS...: runs webhook_load, records CPU use; sets RESULT.
+# WAL bytes, checkpoints begun, autovacuum/autoanalyze runs finished.
+pg_activity() {
+  scalar "SELECT (SELECT wal_bytes FROM pg_stat_wal) || ' ' ||
+    (SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter) || ' ' ||
+    (SELECT coalesce(sum(autovacuum_count + autoanalyze_count), 0) FROM pg_stat_user_tables)"
+}
+PHASE_CPU= PHASE_PG=
+# run_load NAME ARGS...: runs webhook_load, records CPU use and PostgreSQL's
+# activity; sets RESULT.
 run_load() {
   local name=$1; shift
-  local before after t0 t1
+  local before after t0 t1 pg_before pg_after
+  pg_before=$(pg_activity)
   before=$(cpu_snapshot); t0=$(date +%s.%N)
   "$LOAD" --target "127.0.0.1:$HTTP_PORT" "$@" >"$TMP/$name.out" 2>"$TMP/$name.err" \
     || { cat "$TMP/$name.err" >&2; die "webhook_load failed in phase $name"; }
   t1=$(date +%s.%N); after=$(cpu_snapshot)
+  pg_after=$(pg_activity)
+  PHASE_PG=$(awk -v b="$pg_before" -v a="$pg_after" 'BEGIN { split(b, x, " "); split(a, y, " ");
+    printf "postgres meanwhile: WAL %.0f MB, checkpoints begun %d, autovacuum/analyze runs finished %d",
+           (y[1] - x[1]) / 1e6, y[2] - x[2], y[3] - x[3] }')
   RESULT=$(tail -n1 "$TMP/$name.out")
   local gen_cpu; gen_cpu=$(field "$RESULT" cpu_s)
   PHASE_CPU=$(awk -v b="$before" -v a="$after" -v t0="$t0" -v t1="$t1" -v hz="$clk" -v g="$gen_cpu" '
@@ -295,30 +312,40 @@ printf '   %s\n' "$PHASE_CPU"
 log "warm-up: $WARM_N deliveries, closed loop ..."
 run_load warmup --secret "$SECRET" --mode closed --connections 64 --requests "$WARM_N" \
   --key-prefix warm --acked-file "$TMP/acked-warmup.keys"
-log "phase 2: open loop, $OPEN_RATE/s for $OPEN_S s, $OPEN_C connections ..."
-ACK_BEFORE=$(ack_buckets)
-run_load latency --secret "$SECRET" --mode open --rate "$OPEN_RATE" --duration "$OPEN_S" \
-  --connections "$OPEN_C" --key-prefix lat --acked-file "$TMP/acked-latency.keys" --progress
-LAT=$RESULT
-# The three worst one-second windows (from --progress): when the tail happened.
-LAT_WORST=$(sed -n 's/^webhook_load: \([0-9]*\)s .*max \([0-9.]*\) ms)$/\2 \1/p' "$TMP/latency.err" |
-  sort -gr | head -n 3 | awk '{printf "%s%.0f ms in second %d", (NR > 1 ? ", " : ""), $1, $2}')
-P99=$(field "$LAT" p99_ms)
-printf '\n2. ack latency, open loop at %s/s offered for %s s (%s connections; latency from the due time)\n' "$OPEN_RATE" "$OPEN_S" "$OPEN_C"
-printf '   sent %s, 2xx %s (202 %s, 200 %s), non-2xx %s (%s), errors %s, sent again after an idle close %s; achieved %.0f acks/s\n' \
-  "$(field "$LAT" sent)" "$(field "$LAT" ok_2xx)" "$(field "$LAT" s202)" "$(field "$LAT" s200)" \
-  "$(field "$LAT" non2xx)" "$(field "$LAT" status)" "$(field "$LAT" errors)" "$(field "$LAT" resent)" "$(field "$LAT" rate)"
-printf '   latency p50 %s ms, p90 %s ms, p99 %s ms, max %s ms; worst seconds: %s\n' \
-  "$(field "$LAT" p50_ms)" "$(field "$LAT" p90_ms)" "$P99" "$(field "$LAT" max_ms)" "${LAT_WORST:--}"
-printf '   schedule: %s request(s) sent > 1 ms after due because the generator was slow, %s because all connections were busy; worst %s ms%s\n' \
-  "$(field "$LAT" late)" "$(field "$LAT" late_conn)" "$(field "$LAT" lag_max_ms)" \
-  "$([[ $(field "$LAT" behind) == 1 ]] && echo ' (fell behind; latency still counts from the due time)' || echo ' (kept up)')"
-printf '   daemon-side (ingest_webhook_ack_seconds, request read to reply queued): %s\n' \
-  "$(ack_share "$ACK_BEFORE" "$(ack_buckets)")"
-printf '   %s\n' "$PHASE_CPU"
-printf '   after: %s\n' "$(backlog)"
-pg_top
-LAT_OK=$(( $(field "$LAT" non2xx) + $(field "$LAT" errors) == 0 ))
+printf '\n2. ack latency, open loop at %s/s offered for %s s, %s run(s) back to back (%s connections; latency from the due time)\n' \
+  "$OPEN_RATE" "$OPEN_S" "$OPEN_RUNS" "$OPEN_C"
+P99S=() LAT_OK=1
+for ((r = 1; r <= OPEN_RUNS; r++)); do
+  log "phase 2, run $r of $OPEN_RUNS: open loop, $OPEN_RATE/s for $OPEN_S s, $OPEN_C connections ..."
+  ACK_BEFORE=$(ack_buckets)
+  run_load "latency$r" --secret "$SECRET" --mode open --rate "$OPEN_RATE" --duration "$OPEN_S" \
+    --connections "$OPEN_C" --key-prefix "lat$r" --acked-file "$TMP/acked-latency$r.keys" --progress
+  LAT=$RESULT
+  # The three worst one-second windows (from --progress): when the tail happened.
+  LAT_WORST=$(sed -n 's/^webhook_load: \([0-9]*\)s .*max \([0-9.]*\) ms)$/\2 \1/p' "$TMP/latency$r.err" |
+    sort -gr | head -n 3 | awk '{printf "%s%.0f ms in second %d", (NR > 1 ? ", " : ""), $1, $2}')
+  P99S+=("$(field "$LAT" p99_ms)")
+  printf '   run %s: sent %s, 2xx %s (202 %s, 200 %s), non-2xx %s (%s), errors %s, sent again after an idle close %s; achieved %.0f acks/s\n' \
+    "$r" "$(field "$LAT" sent)" "$(field "$LAT" ok_2xx)" "$(field "$LAT" s202)" "$(field "$LAT" s200)" \
+    "$(field "$LAT" non2xx)" "$(field "$LAT" status)" "$(field "$LAT" errors)" "$(field "$LAT" resent)" "$(field "$LAT" rate)"
+  printf '     latency p50 %s ms, p90 %s ms, p99 %s ms, max %s ms; worst seconds: %s\n' \
+    "$(field "$LAT" p50_ms)" "$(field "$LAT" p90_ms)" "$(field "$LAT" p99_ms)" "$(field "$LAT" max_ms)" "${LAT_WORST:--}"
+  printf '     schedule: %s request(s) sent > 1 ms after due because the generator was slow, %s because all connections were busy; worst %s ms%s\n' \
+    "$(field "$LAT" late)" "$(field "$LAT" late_conn)" "$(field "$LAT" lag_max_ms)" \
+    "$([[ $(field "$LAT" behind) == 1 ]] && echo ' (fell behind; latency still counts from the due time)' || echo ' (kept up)')"
+  printf '     daemon-side (ingest_webhook_ack_seconds, request read to reply queued): %s\n' \
+    "$(ack_share "$ACK_BEFORE" "$(ack_buckets)")"
+  printf '     %s\n     %s\n' "$PHASE_CPU" "$PHASE_PG"
+  printf '     after: %s\n' "$(backlog)"
+  pg_top
+  (( $(field "$LAT" non2xx) + $(field "$LAT" errors) == 0 )) || LAT_OK=0
+done
+# Judged on the median run: one checkpoint or autovacuum landing in a
+# 30-second window moves a p99 several-fold on a small machine; every run's
+# figure is printed next to it.
+P99=$(printf '%s\n' "${P99S[@]}" | sort -g | awk '{v[NR] = $1} END {printf "%.3f", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}')
+P99_RUNS=$(printf '%s\n' "${P99S[@]}" | paste -sd '/' - | sed 's|/| / |g')
+printf '   p99 median of %s run(s): %s ms (each run: %s ms)\n' "$OPEN_RUNS" "$P99" "$P99_RUNS"
 
 # ------------------------------------------------------- 3. saturation
 BEST_RATE=0 BEST_C=
@@ -334,7 +361,7 @@ for c in $SAT_CS; do
     "$c" "$R" "$(field "$RESULT" ok_2xx)" "$(field "$RESULT" sent)" "$(field "$RESULT" non2xx)" \
     "$(field "$RESULT" status)" "$(field "$RESULT" errors)" "$(field "$RESULT" p50_ms)" \
     "$(field "$RESULT" p99_ms)" "$(field "$RESULT" max_ms)"
-  printf '        %s\n' "$PHASE_CPU"
+  printf '        %s\n        %s\n' "$PHASE_CPU" "$PHASE_PG"
   pg_top
   if (($(echo "$R > $BEST_RATE" | bc -l))); then BEST_RATE=$R BEST_C=$c; fi
 done
@@ -360,7 +387,7 @@ printf '\n4. memory, %s deliveries, closed loop, %s connections (%.0f acks/s, no
 printf '   VmRSS before %s kB; after the first %s: %s kB; after %s: %s kB; ratio %.3f; 2 s later %s kB\n' \
   "$RSS_START" "$MEM_FIRST" "$RSS_FIRST" "$MEM_N" "$RSS_LAST" "$RSS_RATIO" "$RSS_IDLE"
 printf '   curve (acks:kB) %s\n' "$RSS_CURVE"
-printf '   %s\n' "$PHASE_CPU"
+printf '   %s\n   %s\n' "$PHASE_CPU" "$PHASE_PG"
 printf '   after: %s\n' "$(backlog)"
 pg_top
 
@@ -388,8 +415,8 @@ MEM_V=$(verdict "$RSS_RATIO <= 1.10")
 printf '\nsummary\n'
 printf '  GET /healthz (HTTP-stack baseline)          %8.0f req/s\n' "$(field "$HZ" rate)"
 printf '  durable acks/s at saturation (best: %3s c) %8.0f   target >= 10000      %s\n' "$BEST_C" "$BEST_RATE" "$SAT_V"
-printf '  ack latency at %s/s offered, p50/p99/max   %s / %s / %s ms   target p99 <= 25 ms%s  %s\n' \
-  "$OPEN_RATE" "$(field "$LAT" p50_ms)" "$P99" "$(field "$LAT" max_ms)" \
+printf '  ack latency at %s/s offered, p99, median of %s runs   %s ms (each: %s)   target p99 <= 25 ms%s  %s\n' \
+  "$OPEN_RATE" "$OPEN_RUNS" "$P99" "$P99_RUNS" \
   "$( ((LAT_OK)) || echo ' (and no non-2xx/errors: there were some)')" "$LAT_V"
 printf '  acked vs rows                               %s vs %s, acked-but-missing %s   target equal, 0   %s\n' \
   "$ACKED_UNIQ" "$ROWS" "$MISSING" "$ACK_V"
