@@ -294,7 +294,7 @@ static int run_daemon(hostd *h)
     }
     if (executor_start(h) < 0 || sync_scheduler_start(h) < 0 || dispatch_start(h) < 0 ||
         housekeeping_start(h) < 0) {
-        log_error("cannot start the job executor or the webhook dispatcher");
+        log_error("cannot start the job executor, the webhook dispatcher or its housekeeping");
         teardown(h, NULL, 0);
         return EXIT_START;
     }

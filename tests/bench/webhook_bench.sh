@@ -250,9 +250,14 @@ cpu_snapshot() {
 # Field of a webhook_load result line.
 field() { sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<" $1"; }
 # WAL bytes, checkpoints begun, autovacuum/autoanalyze runs finished.
+# PostgreSQL 17 moved the checkpoint counts to pg_stat_checkpointer.
+if (($(scalar "SHOW server_version_num") >= 170000)); then
+  CHECKPOINTS_SQL="SELECT num_timed + num_requested FROM pg_stat_checkpointer"
+else
+  CHECKPOINTS_SQL="SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter"
+fi
 pg_activity() {
-  scalar "SELECT (SELECT wal_bytes FROM pg_stat_wal) || ' ' ||
-    (SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter) || ' ' ||
+  scalar "SELECT (SELECT wal_bytes FROM pg_stat_wal) || ' ' || ($CHECKPOINTS_SQL) || ' ' ||
     (SELECT coalesce(sum(autovacuum_count + autoanalyze_count), 0) FROM pg_stat_user_tables)"
 }
 PHASE_CPU= PHASE_PG=
