@@ -34,6 +34,10 @@
 #   BENCH_PG_STATEMENTS=1    load pg_stat_statements and print, per phase, the
 #                            statements PostgreSQL spent its time on (diagnostics;
 #                            adds a little overhead)
+#   BENCH_PG_WAL=1           load pg_walinspect and print, per phase, the
+#                            relations the WAL was written for (record bytes
+#                            and full-page images apart; diagnostics: reading
+#                            the WAL back takes a few seconds per phase)
 #   BENCH_KEEP=1             keep the temp dir (daemon log, acked keys, ...)
 #
 # Phases, in this order, against one ingest-hostd (plugin hook_hmac from
@@ -89,6 +93,7 @@ SAT_CS=${BENCH_SAT_CONNS:-$d_satc}
 MEM_N=${BENCH_MEM_DELIVERIES:-$d_mem}
 MEM_C=${BENCH_MEM_CONNS:-128}
 PG_STATEMENTS=${BENCH_PG_STATEMENTS:-0}
+PG_WAL=${BENCH_PG_WAL:-0}
 MEM_FIRST=$((MEM_N / 10))
 WARM_N=${BENCH_WARMUP:-10000}
 TENANT=00000000-0000-4000-8000-0000000b0b0b
@@ -190,6 +195,29 @@ pg_top() {
     ORDER BY total_exec_time DESC LIMIT 8" | sed 's/^/     /'
   scalar "SELECT pg_stat_statements_reset()" >/dev/null
 }
+# WAL per relation since the phase began (BENCH_PG_WAL=1 only). A record
+# counts for the relation of its first block; records without a block (commit,
+# ...) count under their resource manager.
+# Segments a checkpoint would recycle are kept, so a phase's WAL can still be
+# read back after it (disk for them is the price; only with BENCH_PG_WAL=1).
+if [[ $PG_WAL == 1 ]]; then
+  scalar "CREATE EXTENSION IF NOT EXISTS pg_walinspect" >/dev/null
+  scalar "ALTER SYSTEM SET wal_keep_size = '8GB'" >/dev/null
+  scalar "SELECT pg_reload_conf()" >/dev/null
+fi
+PHASE_LSN=
+pg_wal_top() {
+  [[ $PG_WAL == 1 && -n $PHASE_LSN ]] || return 0
+  printf '   WAL by relation in this phase (record bytes incl. full-page images; images alone; records):\n'
+  psql_db -tA -F ' | ' -c "WITH r AS (
+      SELECT record_length, fpi_length, resource_manager,
+             (regexp_match(block_ref, 'rel [0-9]+/[0-9]+/([0-9]+)'))[1]::oid AS node
+      FROM pg_get_wal_records_info('$PHASE_LSN', pg_current_wal_flush_lsn())),
+    t AS (SELECT coalesce(pg_filenode_relation(0, node)::text, '(' || resource_manager || ')') AS rel,
+                 sum(record_length) AS b, sum(fpi_length) AS f, count(*) AS n FROM r GROUP BY 1)
+    SELECT lpad(round(b / 1e6, 1)::text, 7) || ' MB', lpad(round(f / 1e6, 1)::text, 7) || ' MB FPI',
+           lpad(n::text, 9) || ' records', rel FROM t ORDER BY b DESC LIMIT 12" | sed 's/^/     /' || log "webhook_bench: the phase's WAL could not be read back"
+}
 PG_VERSION=$(scalar "SHOW server_version")
 PG_SETTINGS=$(scalar "SELECT string_agg(name || '=' || current_setting(name), ' ' ORDER BY name)
   FROM pg_settings WHERE name IN ('fsync','synchronous_commit','wal_sync_method','shared_buffers','max_wal_size')")
@@ -267,6 +295,7 @@ run_load() {
   local name=$1; shift
   local before after t0 t1 pg_before pg_after
   pg_before=$(pg_activity)
+  [[ $PG_WAL == 1 ]] && PHASE_LSN=$(scalar "SELECT pg_current_wal_lsn()")
   before=$(cpu_snapshot); t0=$(date +%s.%N)
   "$LOAD" --target "127.0.0.1:$HTTP_PORT" "$@" >"$TMP/$name.out" 2>"$TMP/$name.err" \
     || { cat "$TMP/$name.err" >&2; die "webhook_load failed in phase $name"; }
@@ -299,7 +328,7 @@ webhook ingress benchmark — $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) CPU(s), $
   plugin      hook_hmac (tests/plugins/hook_plugin.c): X-Hook-Signature sha256=HMAC-SHA256(secret, body), key X-Hook-Delivery
   requests    POST /webhooks/hook_hmac, unique ~200-byte JSON body and key each, keep-alive HTTP/1.1, loopback
   generator   $LOAD (one thread, libevent)
-  PostgreSQL  $PG_VERSION, $PG_SETTINGS$([[ $PG_STATEMENTS == 1 ]] && echo ", pg_stat_statements loaded")
+  PostgreSQL  $PG_VERSION, $PG_SETTINGS$([[ $PG_STATEMENTS == 1 ]] && echo ", pg_stat_statements loaded")$([[ $PG_WAL == 1 ]] && echo ", pg_walinspect loaded")
 HEAD
 
 # ---------------------------------------------------- 1. /healthz baseline
@@ -342,6 +371,7 @@ for ((r = 1; r <= OPEN_RUNS; r++)); do
     "$(ack_share "$ACK_BEFORE" "$(ack_buckets)")"
   printf '     %s\n     %s\n' "$PHASE_CPU" "$PHASE_PG"
   pg_top
+  pg_wal_top
   (( $(field "$LAT" non2xx) + $(field "$LAT" errors) == 0 )) || LAT_OK=0
 done
 # Counted once, after the last run: the count reads both tables whole, and
