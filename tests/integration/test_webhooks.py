@@ -444,13 +444,14 @@ def test_deliveries_reach_the_workers_without_a_claim_while_there_is_room(daemon
 
 
 def test_deliveries_beyond_the_workers_room_wait_in_the_table(daemon_factory, pg_cluster, db_url):
-    # one worker: room for 128 deliveries in flight, each taking 40 ms
-    conf = hook_conf(hook_hmac={"handle_sleep_ms": 40})
+    # one worker: room for 256 deliveries in flight (2 chunks of 128), each
+    # taking 20 ms
+    conf = hook_conf(hook_hmac={"handle_sleep_ms": 20})
     d = start(daemon_factory, conf, plugins=["hook_hmac"], env={"INGEST_WORKERS": "1"})
     statuses = []
 
     def send(t):
-        for i in range(20):
+        for i in range(40):
             statuses.append(post_hmac(d, body_of(n=i), delivery=f"busy{t}-{i}")[0])
 
     threads = [threading.Thread(target=send, args=(t,)) for t in range(8)]
@@ -458,12 +459,12 @@ def test_deliveries_beyond_the_workers_room_wait_in_the_table(daemon_factory, pg
         t.start()
     for t in threads:
         t.join()
-    assert statuses == [202] * 160
-    wait_processed(pg_cluster, db_url, "hook_hmac", 160, timeout=30)
-    assert dispatched(d, "inbox") + dispatched(d, "claim") == 160
+    assert statuses == [202] * 320
+    wait_processed(pg_cluster, db_url, "hook_hmac", 320, timeout=30)
+    assert dispatched(d, "inbox") + dispatched(d, "claim") == 320
     assert dispatched(d, "claim") > 0, "every delivery found room"
     assert {r[2] for r in deliveries(pg_cluster, db_url)} == {1}
-    assert len(signals(pg_cluster, db_url, "hook_hmac")) == 160
+    assert len(signals(pg_cluster, db_url, "hook_hmac")) == 320
 
 
 def test_a_delivery_whose_host_died_while_processing_it_is_processed_again(daemon_factory,
