@@ -14,6 +14,7 @@
 #include "deliveries.h"
 #include "instance.h"
 #include "log.h"
+#include "loop.h"
 #include "registry.h"
 #include "run.h"
 #include "util.h"
@@ -523,12 +524,9 @@ void dispatch_free(hostd *h)
     struct dispatch_state *ds = h->dispatch;
     if (!ds)
         return;
-    if (ds->poll_timer)
-        event_free(ds->poll_timer);
-    if (ds->wake)
-        event_free(ds->wake);
-    if (ds->linger)
-        event_free(ds->linger);
+    loop_event_free(ds->poll_timer);
+    loop_event_free(ds->wake);
+    loop_event_free(ds->linger);
     deliveries_free(ds->queued, ds->n_queued); /* none once the workers are joined */
     pthread_mutex_destroy(&ds->queue_lock);
     free(ds);

@@ -23,6 +23,7 @@
 #include "instance.h"
 #include "jobs.h"
 #include "log.h"
+#include "loop.h"
 #include "oauth_refresh.h"
 #include "registry.h"
 #include "run.h"
@@ -876,12 +877,9 @@ void executor_free(hostd *h)
     struct executor_state *ex = (struct executor_state *)h->executor;
     if (!ex)
         return;
-    if (ex->poll_timer)
-        event_free(ex->poll_timer);
-    if (ex->heartbeat_timer)
-        event_free(ex->heartbeat_timer);
-    if (ex->wake)
-        event_free(ex->wake);
+    loop_event_free(ex->poll_timer);
+    loop_event_free(ex->heartbeat_timer);
+    loop_event_free(ex->wake);
     for (size_t i = 0; i < ex->n_inflight; i++)
         free(ex->inflight_ids[i]);
     for (provider_stats *p = ex->providers, *next; p; p = next) {

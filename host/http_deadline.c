@@ -16,6 +16,7 @@
 #include <stdlib.h>
 
 #include "log.h"
+#include "loop.h"
 
 typedef struct deadline {
     struct bufferevent *bev;
@@ -33,10 +34,8 @@ static void unwatch(deadline *d)
 
 static void deadline_free(deadline *d)
 {
-    if (d->timer)
-        event_free(d->timer);
-    if (d->bind)
-        event_free(d->bind);
+    loop_event_free(d->timer);
+    loop_event_free(d->bind);
     free(d);
 }
 

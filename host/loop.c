@@ -78,6 +78,18 @@ int loop_post(loop_mailbox *mb, loop_fn fn, void *arg)
     return 0;
 }
 
+void loop_event_del(struct event *ev)
+{
+    if (ev)
+        event_del(ev);
+}
+
+void loop_event_free(struct event *ev)
+{
+    if (ev)
+        event_free(ev);
+}
+
 void loop_mailbox_free(loop_mailbox *mb)
 {
     if (!mb)

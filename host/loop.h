@@ -15,4 +15,10 @@ int loop_post(loop_mailbox *mb, loop_fn fn, void *arg);
 /* Runs whatever is still queued, then frees. Call on the loop thread. */
 void loop_mailbox_free(loop_mailbox *mb);
 
+struct event;
+/* event_del() and event_free() for an event that may never have been made
+ * (NULL: nothing to do), as in a module freed after a failed start. */
+void loop_event_del(struct event *ev);
+void loop_event_free(struct event *ev);
+
 #endif

@@ -22,6 +22,7 @@
 #include "inbox.h"
 #include "instance.h"
 #include "log.h"
+#include "loop.h"
 #include "oauth_refresh.h"
 #include "ratelimit.h"
 #include "registry.h"
@@ -222,12 +223,6 @@ static void add_signal(hostd *h, struct event **slot, int sig)
         event_add(*slot, NULL);
 }
 
-static void free_event(struct event *ev)
-{
-    if (ev)
-        event_free(ev);
-}
-
 static void teardown(hostd *h, struct event **events, size_t n_events)
 {
     reload_join(h);
@@ -249,9 +244,9 @@ static void teardown(hostd *h, struct event **events, size_t n_events)
     control_free(h->control);
     httpd_free(h->http);
     for (size_t i = 0; i < n_events; i++)
-        free_event(events[i]);
-    free_event(h->shutdown_timer);
-    free_event(h->drain_timer);
+        loop_event_free(events[i]);
+    loop_event_free(h->shutdown_timer);
+    loop_event_free(h->drain_timer);
     store_free(h->store);
     workers_free(h->workers);
     reload_free(h);

@@ -15,6 +15,7 @@
 #include "instance.h"
 #include "jobs.h"
 #include "log.h"
+#include "loop.h"
 #include "registry.h"
 #include "util.h"
 
@@ -370,8 +371,7 @@ void sync_scheduler_stop(hostd *h)
     if (!s)
         return;
     s->stopped = 1;
-    if (s->timer)
-        event_del(s->timer);
+    loop_event_del(s->timer);
 }
 
 void sync_scheduler_free(hostd *h)
@@ -379,8 +379,7 @@ void sync_scheduler_free(hostd *h)
     sync_scheduler *s = h->sync_scheduler;
     if (!s)
         return;
-    if (s->timer)
-        event_free(s->timer);
+    loop_event_free(s->timer);
     free(s->entries);
     free(s);
     h->sync_scheduler = NULL;

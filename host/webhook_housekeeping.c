@@ -8,6 +8,7 @@
 
 #include "deliveries.h"
 #include "log.h"
+#include "loop.h"
 #include "workers.h"
 
 #define HOUSEKEEPING_EVERY_S (10 * 60) /* expired keys dropped, old deliveries purged */
@@ -115,8 +116,8 @@ void housekeeping_stop(hostd *h)
     if (!hk)
         return;
     hk->stopped = 1;
-    event_del(hk->every);
-    event_del(hk->first_round);
+    loop_event_del(hk->every);
+    loop_event_del(hk->first_round);
 }
 
 void housekeeping_free(hostd *h)
@@ -124,10 +125,8 @@ void housekeeping_free(hostd *h)
     housekeeping_state *hk = h->housekeeping;
     if (!hk)
         return;
-    if (hk->every)
-        event_free(hk->every);
-    if (hk->first_round)
-        event_free(hk->first_round);
+    loop_event_free(hk->every);
+    loop_event_free(hk->first_round);
     free(hk);
     h->housekeeping = NULL;
 }

@@ -209,14 +209,17 @@ PHASE_LSN=
 pg_wal_top() {
   [[ $PG_WAL == 1 && -n $PHASE_LSN ]] || return 0
   printf '   WAL by relation in this phase (record bytes incl. full-page images; images alone; records):\n'
-  psql_db -tA -F ' | ' -c "WITH r AS (
-      SELECT record_length, fpi_length, resource_manager,
-             (regexp_match(block_ref, 'rel [0-9]+/[0-9]+/([0-9]+)'))[1]::oid AS node
-      FROM pg_get_wal_records_info('$PHASE_LSN', pg_current_wal_flush_lsn())),
-    t AS (SELECT coalesce(pg_filenode_relation(0, node)::text, '(' || resource_manager || ')') AS rel,
-                 sum(record_length) AS b, sum(fpi_length) AS f, count(*) AS n FROM r GROUP BY 1)
-    SELECT lpad(round(b / 1e6, 1)::text, 7) || ' MB', lpad(round(f / 1e6, 1)::text, 7) || ' MB FPI',
-           lpad(n::text, 9) || ' records', rel FROM t ORDER BY b DESC LIMIT 12" | sed 's/^/     /' || log "webhook_bench: the phase's WAL could not be read back"
+  psql_db -tA -F ' | ' -v start="$PHASE_LSN" <<'SQL' | sed 's/^/     /' ||
+WITH r AS (
+  SELECT record_length, fpi_length, resource_manager,
+         (regexp_match(block_ref, 'rel [0-9]+/[0-9]+/([0-9]+)'))[1]::oid AS node
+  FROM pg_get_wal_records_info(:'start', pg_current_wal_flush_lsn())),
+t AS (SELECT coalesce(pg_filenode_relation(0, node)::text, '(' || resource_manager || ')') AS rel,
+             sum(record_length) AS b, sum(fpi_length) AS f, count(*) AS n FROM r GROUP BY 1)
+SELECT lpad(round(b / 1e6, 1)::text, 7) || ' MB', lpad(round(f / 1e6, 1)::text, 7) || ' MB FPI',
+       lpad(n::text, 9) || ' records', rel FROM t ORDER BY b DESC LIMIT 12;
+SQL
+    log "webhook_bench: the phase's WAL could not be read back"
 }
 PG_VERSION=$(scalar "SHOW server_version")
 PG_SETTINGS=$(scalar "SELECT string_agg(name || '=' || current_setting(name), ' ' ORDER BY name)
