@@ -20,6 +20,13 @@
 #define MAX_BATCH 1024
 #define MAX_BATCH_BYTES (16u << 20)
 #define RECONNECT_WAIT_MS 1000
+/* Every commit costs PostgreSQL a round trip, a statement start and a WAL
+ * flush whatever its size. While deliveries keep coming (the last batch
+ * held more than one), a batch waits up to GATHER_US from its first
+ * delivery for company, or until GATHER_FULL are queued; a lone delivery
+ * on a quiet host goes at once. */
+#define GATHER_US 2000
+#define GATHER_FULL 64
 
 /* One self-committing statement per batch: the deliveries arrive as arrays,
  * one per column. A key already stored makes the delivery a duplicate,
@@ -90,7 +97,9 @@ struct inbox {
     int stopping;
     pthread_t *threads;
     int n_threads;
+    size_t last_batch;      /* deliveries in the batch taken last */
     ingest_metric *m_depth; /* queued + committing */
+    ingest_metric *m_commit_seconds, *m_batch_size;
 };
 
 typedef struct batch {
@@ -347,7 +356,31 @@ static batch *take_batch(inbox *ib)
         ib->tail = NULL;
     ib->queued -= b->n;
     ib->committing += b->n;
+    ib->last_batch = b->n;
     return b;
+}
+
+/* Called with the lock held and something queued: under load, wait until
+ * the batch is worth a commit (see GATHER_US). */
+static void gather(inbox *ib)
+{
+    if (ib->last_batch < 2)
+        return;
+    int64_t due_us = ib->head->queued_us + GATHER_US;
+    struct timespec due;
+    clock_gettime(CLOCK_MONOTONIC, &due);
+    int64_t wait_us = due_us - util_mono_us();
+    if (wait_us <= 0)
+        return;
+    due.tv_sec += (time_t)(wait_us / 1000000);
+    due.tv_nsec += (long)(wait_us % 1000000) * 1000;
+    if (due.tv_nsec >= 1000000000L) {
+        due.tv_sec++;
+        due.tv_nsec -= 1000000000L;
+    }
+    while (ib->head && ib->queued < GATHER_FULL && !ib->stopping)
+        if (pthread_cond_timedwait(&ib->work, &ib->lock, &due) != 0)
+            break;
 }
 
 static void *inbox_main(void *arg)
@@ -357,8 +390,12 @@ static void *inbox_main(void *arg)
     for (;;) {
         while (!ib->head && !ib->stopping)
             pthread_cond_wait(&ib->work, &ib->lock);
+        if (ib->head)
+            gather(ib);
         if (!ib->head && ib->stopping)
             break;
+        if (!ib->head) /* another thread took them meanwhile */
+            continue;
         batch *b = take_batch(ib);
         pthread_mutex_unlock(&ib->lock);
         if (!b) { /* out of memory: leave the items queued and try again soon */
@@ -367,7 +404,10 @@ static void *inbox_main(void *arg)
             continue;
         }
         int reserved = lease_to_dispatcher(ib, b);
+        int64_t commit_start_us = util_mono_us();
         commit_with_fallback(ib, b);
+        metrics_observe(ib->m_commit_seconds, (double)(util_mono_us() - commit_start_us) / 1e6);
+        metrics_observe(ib->m_batch_size, (double)b->n);
         size_t n = b->n, n_rows = 0;
         delivery_row *rows = reserved ? leased_rows(b, &n_rows) : NULL;
         if (loop_post(ib->h->mailbox, complete_on_loop, b) < 0)
@@ -390,7 +430,7 @@ inbox *inbox_new(hostd *h, const char *database_url, int capacity, int threads, 
     ib->h = h;
     ib->capacity = capacity;
     ib->threads = calloc((size_t)threads, sizeof *ib->threads);
-    ib->db = store_new(database_url, threads, retry_max_s);
+    ib->db = store_new(database_url, threads, retry_max_s, "ingest-hostd inbox");
     if (!ib->threads || !ib->db) {
         store_free(ib->db);
         free(ib->threads);
@@ -398,9 +438,22 @@ inbox *inbox_new(hostd *h, const char *database_url, int capacity, int threads, 
         return NULL;
     }
     pthread_mutex_init(&ib->lock, NULL);
-    pthread_cond_init(&ib->work, NULL);
+    pthread_condattr_t monotonic;
+    pthread_condattr_init(&monotonic);
+    pthread_condattr_setclock(&monotonic, CLOCK_MONOTONIC); /* gather()'s deadlines */
+    pthread_cond_init(&ib->work, &monotonic);
+    pthread_condattr_destroy(&monotonic);
     ib->m_depth = metrics_register(h->metrics, METRIC_GAUGE, "ingest_webhook_queue_depth",
                                    "Verified deliveries waiting for their commit", "", ib, NULL, 0);
+    static const double seconds[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1};
+    static const double sizes[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024};
+    ib->m_commit_seconds =
+        metrics_register(h->metrics, METRIC_HISTOGRAM, "ingest_webhook_inbox_commit_seconds",
+                         "Time one inbox batch took to commit (its deliveries wait for this)", "",
+                         ib, seconds, sizeof seconds / sizeof seconds[0]);
+    ib->m_batch_size = metrics_register(
+        h->metrics, METRIC_HISTOGRAM, "ingest_webhook_inbox_batch_size",
+        "Deliveries stored per inbox commit", "", ib, sizes, sizeof sizes / sizeof sizes[0]);
     for (int i = 0; i < threads; i++)
         if (pthread_create(&ib->threads[ib->n_threads], NULL, inbox_main, ib) == 0)
             ib->n_threads++;
@@ -419,6 +472,8 @@ int inbox_submit(inbox *ib, inbox_item *item)
     int refused = ib->stopping || ib->queued + ib->committing >= (size_t)ib->capacity;
     if (!refused) {
         item->next = NULL;
+        item->queued_us = util_mono_us();
+        int was_empty = !ib->head;
         if (ib->tail)
             ib->tail->next = item;
         else
@@ -426,7 +481,10 @@ int inbox_submit(inbox *ib, inbox_item *item)
         ib->tail = item;
         ib->queued++;
         metrics_set(ib->m_depth, (double)(ib->queued + ib->committing));
-        pthread_cond_signal(&ib->work);
+        /* A thread is woken for the first delivery and for a full batch;
+         * one gathering meanwhile would only go back to sleep. */
+        if (was_empty || ib->queued == GATHER_FULL)
+            pthread_cond_signal(&ib->work);
     }
     pthread_mutex_unlock(&ib->lock);
     return refused ? -1 : 0;

@@ -40,6 +40,7 @@ struct inbox_item {
                               has its body and content type (NULL by the time done runs) */
     inbox_done_fn done;
     void *done_arg;
+    int64_t queued_us; /* set by the inbox: monotonic time it was queued */
     inbox_item *next;
 };
 

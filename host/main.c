@@ -194,7 +194,8 @@ static int start_modules(hostd *h, const hostd_config *cfg, char *err, size_t er
     h->metrics = metrics_new();
     h->plugins = registry_new();
     h->workers = workers_new(cfg->workers, (size_t)cfg->work_queue);
-    h->store = store_new(cfg->database_url, cfg->database_pool, cfg->database_retry_max_s);
+    h->store =
+        store_new(cfg->database_url, cfg->database_pool, cfg->database_retry_max_s, "ingest-hostd");
     h->inbox = h->store ? inbox_new(h, cfg->database_url, cfg->webhook_queue, cfg->database_pool,
                                     cfg->database_retry_max_s)
                         : NULL;

@@ -51,6 +51,7 @@ typedef struct writer {
 
 struct store {
     char *url;
+    char *application_name;
     int retry_max_s;
     pthread_mutex_t lock;
     pthread_cond_t work; /* requests queued or stopping */
@@ -209,9 +210,9 @@ static void on_notice(void *arg, const char *message)
 
 static PGconn *connect_once(store *st, char *err, size_t err_len)
 {
-    /* connect_timeout comes before dbname so a value in the URL wins. */
+    /* Settings before dbname, so a value in the URL wins. */
     const char *keys[] = {"connect_timeout", "application_name", "keepalives_idle", "dbname", NULL};
-    const char *vals[] = {"5", "ingest-hostd", "30", st->url, NULL};
+    const char *vals[] = {"5", st->application_name, "30", st->url, NULL};
     PGconn *conn = PQconnectdbParams(keys, vals, 1);
     if (PQstatus(conn) != CONNECTION_OK) {
         snprintf(err, err_len, "%s", PQerrorMessage(conn));
@@ -954,16 +955,18 @@ static void *writer_main(void *arg)
     return NULL;
 }
 
-store *store_new(const char *url, int connections, int retry_max_s)
+store *store_new(const char *url, int connections, int retry_max_s, const char *application_name)
 {
     store *st = calloc(1, sizeof *st);
     if (!st)
         return NULL;
     st->url = strdup(url);
+    st->application_name = strdup(application_name);
     st->retry_max_s = retry_max_s;
     st->writers = calloc((size_t)connections, sizeof *st->writers);
-    if (!st->url || !st->writers) {
+    if (!st->url || !st->application_name || !st->writers) {
         free(st->url);
+        free(st->application_name);
         free(st->writers);
         free(st);
         return NULL;
@@ -1079,5 +1082,6 @@ void store_free(store *st)
     pthread_mutex_destroy(&st->lock);
     free(st->writers);
     free(st->url);
+    free(st->application_name);
     free(st);
 }

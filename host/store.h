@@ -20,8 +20,10 @@ typedef struct store_cursor {
 } store_cursor;
 
 /* url: libpq conninfo or URI; connections: writer threads; retry_max_s: the
- * reconnect backoff cap. Threads start immediately and keep reconnecting. */
-store *store_new(const char *url, int connections, int retry_max_s);
+ * reconnect backoff cap; application_name: what pg_stat_activity shows for
+ * these connections (copied; an application_name in the URL wins). Threads
+ * start immediately and keep reconnecting. */
+store *store_new(const char *url, int connections, int retry_max_s, const char *application_name);
 
 /* Connected and migrated (at least one writer). Lock-free. */
 int store_ready(store *st);

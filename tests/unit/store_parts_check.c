@@ -249,7 +249,7 @@ static void test_large_batch_counts(void **state)
 static int setup(void **state)
 {
     (void)state;
-    st = store_new(db_url, 1, 2);
+    st = store_new(db_url, 1, 2, "store_parts_check");
     for (int i = 0; st && !store_ready(st) && i < 200; i++)
         usleep(50 * 1000);
     return st && store_ready(st) ? 0 : -1;
