@@ -38,7 +38,20 @@
 #                            relations the WAL was written for (record bytes
 #                            and full-page images apart; diagnostics: reading
 #                            the WAL back takes a few seconds per phase)
+#   BENCH_PG_WAITS=1         sample, every 10 ms of each latency run, what the
+#                            daemon's PostgreSQL backends are doing (wait event,
+#                            or CPU) and print the tally (diagnostics; the
+#                            sampling costs some CPU)
+#   BENCH_PG_AGE=0           skip ageing the new cluster's WAL (see below)
+#   BENCH_PG_CONF            extra postgresql.conf lines (newline-separated),
+#                            after the benchmark's own (shared_buffers = 1GB,
+#                            backend_flush_after = 256kB), before the daemon starts
 #   BENCH_KEEP=1             keep the temp dir (daemon log, acked keys, ...)
+#
+# Before the phases the new cluster's WAL is aged: about max_wal_size of WAL
+# is written and checkpointed, so that, as in a database that has been
+# running, commits reuse recycled WAL segments instead of creating each one
+# (BENCH_PG_AGE=0 skips it).
 #
 # Phases, in this order, against one ingest-hostd (plugin hook_hmac from
 # tests/plugins/hook_plugin.c: HMAC-SHA256 over the raw body, key header
@@ -94,6 +107,9 @@ MEM_N=${BENCH_MEM_DELIVERIES:-$d_mem}
 MEM_C=${BENCH_MEM_CONNS:-128}
 PG_STATEMENTS=${BENCH_PG_STATEMENTS:-0}
 PG_WAL=${BENCH_PG_WAL:-0}
+PG_CONF=${BENCH_PG_CONF:-}
+PG_WAITS=${BENCH_PG_WAITS:-0}
+PG_AGE=${BENCH_PG_AGE:-1}
 MEM_FIRST=$((MEM_N / 10))
 WARM_N=${BENCH_WARMUP:-10000}
 TENANT=00000000-0000-4000-8000-0000000b0b0b
@@ -162,26 +178,52 @@ PSQL=$(ls -d /usr/lib/postgresql/*/bin/psql 2>/dev/null | sort -V | tail -n1)
 [[ -x ${PSQL:-} ]] || PSQL=psql
 psql_db() { PGOPTIONS='-c client_min_messages=warning' "$PSQL" -X -q -v ON_ERROR_STOP=1 -d "$URL" "$@"; }
 scalar() { psql_db -tA -c "$1"; }
+pg_restart() {
+  bash etc/dev/pg.sh stop "$TMP/pg" >/dev/null 2>&1
+  bash etc/dev/pg.sh start "$TMP/pg" "$PORT" >/dev/null 2>"$TMP/pg-start.log" \
+    || { cat "$TMP/pg-start.log" >&2; die "PostgreSQL did not restart ($1)"; }
+}
+# Configured as a database serving this daemon would be (see README,
+# "PostgreSQL for production"): shared_buffers at a few % of this machine's
+# memory instead of initdb's 128MB, and backends' own page writes pushed to
+# disk as they go (backend_flush_after) rather than left dirty in the page
+# cache for each checkpoint's final fsync to flush at once. fsync and
+# synchronous_commit stay on. BENCH_PG_CONF lines come after, so they win.
+printf '%s\n' "shared_buffers = 1GB" "backend_flush_after = 256kB" ${PG_CONF:+"$PG_CONF"} \
+  >>"$TMP/pg/data/postgresql.conf"
+pg_restart "with the benchmark's settings"
 if [[ $PG_STATEMENTS == 1 ]]; then
   # Diagnostics: where PostgreSQL's time goes, per phase (restart to preload).
   printf "shared_preload_libraries = 'pg_stat_statements'\n" >>"$TMP/pg/data/postgresql.conf"
-  bash etc/dev/pg.sh stop "$TMP/pg" >/dev/null 2>&1
-  bash etc/dev/pg.sh start "$TMP/pg" "$PORT" >/dev/null 2>"$TMP/pg-start.log" \
-    || { cat "$TMP/pg-start.log" >&2; die "PostgreSQL did not restart with pg_stat_statements"; }
+  pg_restart "with pg_stat_statements"
   scalar "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" >/dev/null
 fi
-# The daemon's own ack histogram for hook_hmac: "le count" per line.
-ack_buckets() {
-  curl -s "http://127.0.0.1:$HTTP_PORT/metrics" |
-    sed -n 's/^ingest_webhook_ack_seconds_bucket{provider="hook_hmac",le="\([^"]*\)"} \([0-9.e+]*\)$/\1 \2/p'
+# The daemon's histograms, "le count" per line, all three in one scrape:
+# ack time for hook_hmac ("ack ..."), inbox commit time ("commit ...") and
+# deliveries per inbox commit ("batch ...").
+daemon_buckets() {
+  curl -s "http://127.0.0.1:$HTTP_PORT/metrics" | sed -n \
+    -e 's/^ingest_webhook_ack_seconds_bucket{provider="hook_hmac",le="\([^"]*\)"} \([0-9.e+]*\)$/ack \1 \2/p' \
+    -e 's/^ingest_webhook_inbox_commit_seconds_bucket{le="\([^"]*\)"} \([0-9.e+]*\)$/commit \1 \2/p' \
+    -e 's/^ingest_webhook_inbox_batch_size_bucket{le="\([^"]*\)"} \([0-9.e+]*\)$/batch \1 \2/p' \
+    -e 's/^ingest_webhook_inbox_batch_size_sum \([0-9.e+]*\)$/batch sum \1/p'
 }
-# Share of the phase's acks (difference of two ack_buckets) within each bound.
-ack_share() {
-  awk 'NR == FNR { before[$1] = $2; next }
-       { d[$1] = $2 - before[$1]; order[++n] = $1 }
-       END { total = d["+Inf"]; if (total <= 0) { print "no acks"; exit }
+# Share of a histogram's phase observations (difference of two
+# daemon_buckets scrapes) within each bound up to 100 ms.
+seconds_share() {
+  awk -v h="$1" 'NR == FNR { if ($1 == h) before[$2] = $3; next }
+       $1 == h { d[$2] = $3 - before[$2]; order[++n] = $2 }
+       END { total = d["+Inf"]; if (total <= 0) { print "none"; exit }
              for (i = 1; i <= n; i++) if (order[i] != "+Inf" && order[i] + 0 <= 0.1)
                printf "%s%.1f%% <= %g ms", (i > 1 ? ", " : ""), 100 * d[order[i]] / total, order[i] * 1000 }' \
+    <(printf '%s\n' "$2") <(printf '%s\n' "$3")
+}
+# Inbox commits in the phase and their mean size.
+batch_summary() {
+  awk 'NR == FNR { if ($1 == "batch") before[$2] = $3; next }
+       $1 == "batch" { d[$2] = $3 - before[$2] }
+       END { n = d["+Inf"]; if (n <= 0) { print "no inbox commits"; exit }
+             printf "%d inbox commits, %.1f deliveries each on average", n, d["sum"] / n }' \
     <(printf '%s\n' "$1") <(printf '%s\n' "$2")
 }
 # Top statements since the last call (BENCH_PG_STATEMENTS=1 only).
@@ -205,6 +247,25 @@ if [[ $PG_WAL == 1 ]]; then
   scalar "ALTER SYSTEM SET wal_keep_size = '8GB'" >/dev/null
   scalar "SELECT pg_reload_conf()" >/dev/null
 fi
+# What the daemon's backends were doing, sampled (BENCH_PG_WAITS=1 only):
+# waits_start before a phase, waits_top after it.
+WAITS_PID=
+waits_start() {
+  [[ $PG_WAITS == 1 ]] || return 0
+  echo "SELECT application_name || ' | ' || coalesce(wait_event_type || ':' || wait_event, 'CPU')
+        FROM pg_stat_activity WHERE application_name IN ('ingest-hostd inbox', 'ingest-hostd')
+         AND state = 'active' \\watch 0.01" |
+    PGOPTIONS='-c client_min_messages=warning' "$PSQL" -X -q -tA -d "$URL" >"$TMP/waits.txt" 2>/dev/null &
+  WAITS_PID=$!
+}
+waits_top() {
+  [[ -n $WAITS_PID ]] || return 0
+  kill "$WAITS_PID" 2>/dev/null; wait "$WAITS_PID" 2>/dev/null || true
+  WAITS_PID=
+  printf '   PostgreSQL backends of the daemon, sampled every 10 ms while active (samples; wait event or CPU):\n'
+  grep -v '^$' "$TMP/waits.txt" | sort | uniq -c | sort -rn | head -n 10 |
+    awk '{n = $1; $1 = ""; printf "     %7d %s\n", n, $0}'
+}
 PHASE_LSN=
 pg_wal_top() {
   [[ $PG_WAL == 1 && -n $PHASE_LSN ]] || return 0
@@ -221,9 +282,25 @@ SELECT lpad(round(b / 1e6, 1)::text, 7) || ' MB', lpad(round(f / 1e6, 1)::text, 
 SQL
     log "webhook_bench: the phase's WAL could not be read back"
 }
+# A cluster initdb'd a moment ago has no WAL segments to reuse: the first
+# max_wal_size of WAL is made file by file, each new segment zero-filled and
+# flushed inside some commit (wait event WALInitSync, tens of ms each). A
+# database that has been running recycles its old segments at each
+# checkpoint instead. Age this one so: write about max_wal_size of WAL and
+# checkpoint.
+if [[ $PG_AGE == 1 ]]; then
+  log "ageing the cluster's WAL (a running database's recycled segments) ..."
+  psql_db <<'SQL'
+CREATE TABLE bench_wal_filler (pad text);
+INSERT INTO bench_wal_filler SELECT repeat('x', 900) FROM generate_series(1, 900000);
+DROP TABLE bench_wal_filler;
+CHECKPOINT;
+SQL
+fi
 PG_VERSION=$(scalar "SHOW server_version")
 PG_SETTINGS=$(scalar "SELECT string_agg(name || '=' || current_setting(name), ' ' ORDER BY name)
-  FROM pg_settings WHERE name IN ('fsync','synchronous_commit','wal_sync_method','shared_buffers','max_wal_size')")
+  FROM pg_settings WHERE name IN ('fsync','synchronous_commit','wal_sync_method','shared_buffers','max_wal_size',
+                 'checkpoint_timeout','backend_flush_after')")
 PG_POSTMASTER=$(head -n1 "$TMP/pg/data/postmaster.pid")
 
 # ------------------------------------------------------------------ daemon
@@ -268,14 +345,21 @@ printf 'smoke-0\n' >"$TMP/acked-smoke.keys"
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$HOSTD_PID/status"; }
 clk=$(getconf CLK_TCK)
 # CPU ticks (utime+stime): the daemon's loop thread (tid = pid), the whole
-# daemon, all postgres processes (the postmaster's children + itself).
+# daemon, all postgres processes (the postmaster's children + itself), and
+# of those the backends serving the daemon's inbox (application_name
+# "ingest-hostd inbox") and its other connections ("ingest-hostd"); the rest
+# is PostgreSQL's own (WAL writer, checkpointer, autovacuum, ...).
 cpu_snapshot() {
-  local loop all pg
+  local loop all pg roles
   loop=$(awk '{print $14 + $15}' "/proc/$HOSTD_PID/task/$HOSTD_PID/stat")
   all=$(awk '{print $14 + $15}' "/proc/$HOSTD_PID/stat")
+  roles=$(scalar "SELECT pid || CASE application_name WHEN 'ingest-hostd' THEN ' daemon' ELSE ' inbox' END
+                  FROM pg_stat_activity WHERE application_name IN ('ingest-hostd inbox', 'ingest-hostd')")
   pg=$( { echo "$PG_POSTMASTER"; pgrep -P "$PG_POSTMASTER"; } | while read -r p; do
-          [[ -r /proc/$p/stat ]] && awk '{print $14 + $15 + $16 + $17}' "/proc/$p/stat"; done |
-        awk '{s += $1} END {print s + 0}')
+          [[ -r /proc/$p/stat ]] || continue
+          role=$(awk -v p="$p" '$1 == p {print $2}' <<<"$roles")
+          awk -v r="${role:-own}" '{print r, $14 + $15 + $16 + $17}' "/proc/$p/stat"; done |
+        awk '{s += $2; by[$1] += $2} END {print s + 0, by["inbox"] + 0, by["daemon"] + 0}')
   echo "$loop $all $pg"
 }
 # Field of a webhook_load result line.
@@ -299,6 +383,7 @@ run_load() {
   local before after t0 t1 pg_before pg_after
   pg_before=$(pg_activity)
   [[ $PG_WAL == 1 ]] && PHASE_LSN=$(scalar "SELECT pg_current_wal_lsn()")
+  [[ $name == latency* ]] && waits_start
   before=$(cpu_snapshot); t0=$(date +%s.%N)
   "$LOAD" --target "127.0.0.1:$HTTP_PORT" "$@" >"$TMP/$name.out" 2>"$TMP/$name.err" \
     || { cat "$TMP/$name.err" >&2; die "webhook_load failed in phase $name"; }
@@ -312,9 +397,10 @@ run_load() {
   PHASE_CPU=$(awk -v b="$before" -v a="$after" -v t0="$t0" -v t1="$t1" -v hz="$clk" -v g="$gen_cpu" '
     BEGIN { split(b, x, " "); split(a, y, " "); w = t1 - t0;
             loop = (y[1] - x[1]) / hz; all = (y[2] - x[2]) / hz; pg = (y[3] - x[3]) / hz;
+            inbox = (y[4] - x[4]) / hz; other = (y[5] - x[5]) / hz;
             if (all < loop) all = loop;  # the two are read at slightly different times
-            printf "cpu over %.1f s wall: daemon %.1f s (loop thread %.1f s = %.0f%% of a core, other threads %.1f s), postgres %.1f s, generator %.1f s",
-                   w, all, loop, 100 * loop / w, all - loop, pg, g }')
+            printf "cpu over %.1f s wall: daemon %.1f s (loop thread %.1f s = %.0f%% of a core, other threads %.1f s), postgres %.1f s (inbox backends %.1f s, other daemon backends %.1f s, its own processes %.1f s), generator %.1f s",
+                   w, all, loop, 100 * loop / w, all - loop, pg, inbox, other, pg - inbox - other, g }')
   grep -v -E '^webhook_load: (rss |[0-9]+s )' "$TMP/$name.err" >&2 || true  # errors, not progress
 }
 backlog() {  # "pending N, signals M"
@@ -331,7 +417,7 @@ webhook ingress benchmark — $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) CPU(s), $
   plugin      hook_hmac (tests/plugins/hook_plugin.c): X-Hook-Signature sha256=HMAC-SHA256(secret, body), key X-Hook-Delivery
   requests    POST /webhooks/hook_hmac, unique ~200-byte JSON body and key each, keep-alive HTTP/1.1, loopback
   generator   $LOAD (one thread, libevent)
-  PostgreSQL  $PG_VERSION, $PG_SETTINGS$([[ $PG_STATEMENTS == 1 ]] && echo ", pg_stat_statements loaded")$([[ $PG_WAL == 1 ]] && echo ", pg_walinspect loaded")
+  PostgreSQL  $PG_VERSION, $PG_SETTINGS$([[ $PG_STATEMENTS == 1 ]] && echo ", pg_stat_statements loaded")$([[ $PG_WAL == 1 ]] && echo ", pg_walinspect loaded")$([[ $PG_AGE == 1 ]] && echo ", WAL aged (about 900 MB written and checkpointed before the daemon started)" || echo ", WAL not aged (BENCH_PG_AGE=0)")
 HEAD
 
 # ---------------------------------------------------- 1. /healthz baseline
@@ -354,7 +440,7 @@ printf '\n2. ack latency, open loop at %s/s offered for %s s, %s run(s) back to 
 P99S=() LAT_OK=1
 for ((r = 1; r <= OPEN_RUNS; r++)); do
   log "phase 2, run $r of $OPEN_RUNS: open loop, $OPEN_RATE/s for $OPEN_S s, $OPEN_C connections ..."
-  ACK_BEFORE=$(ack_buckets)
+  HIST_BEFORE=$(daemon_buckets)
   run_load "latency$r" --secret "$SECRET" --mode open --rate "$OPEN_RATE" --duration "$OPEN_S" \
     --connections "$OPEN_C" --key-prefix "lat$r" --acked-file "$TMP/acked-latency$r.keys" --progress
   LAT=$RESULT
@@ -370,10 +456,14 @@ for ((r = 1; r <= OPEN_RUNS; r++)); do
   printf '     schedule: %s request(s) sent > 1 ms after due because the generator was slow, %s because all connections were busy; worst %s ms%s\n' \
     "$(field "$LAT" late)" "$(field "$LAT" late_conn)" "$(field "$LAT" lag_max_ms)" \
     "$([[ $(field "$LAT" behind) == 1 ]] && echo ' (fell behind; latency still counts from the due time)' || echo ' (kept up)')"
+  HIST_AFTER=$(daemon_buckets)
   printf '     daemon-side (ingest_webhook_ack_seconds, request read to reply queued): %s\n' \
-    "$(ack_share "$ACK_BEFORE" "$(ack_buckets)")"
+    "$(seconds_share ack "$HIST_BEFORE" "$HIST_AFTER")"
+  printf '     inbox: %s; commit time (ingest_webhook_inbox_commit_seconds): %s\n' \
+    "$(batch_summary "$HIST_BEFORE" "$HIST_AFTER")" "$(seconds_share commit "$HIST_BEFORE" "$HIST_AFTER")"
   printf '     %s\n     %s\n' "$PHASE_CPU" "$PHASE_PG"
   pg_top
+  waits_top
   pg_wal_top
   (( $(field "$LAT" non2xx) + $(field "$LAT" errors) == 0 )) || LAT_OK=0
 done
