@@ -361,23 +361,14 @@ static batch *take_batch(inbox *ib)
 }
 
 /* Called with the lock held and something queued: under load, wait until
- * the batch is worth a commit (see GATHER_US). */
+ * the batch is worth a commit (see GATHER_US). queued_us and the condition
+ * variable both run on CLOCK_MONOTONIC. */
 static void gather(inbox *ib)
 {
     if (ib->last_batch < 2)
         return;
     int64_t due_us = ib->head->queued_us + GATHER_US;
-    struct timespec due;
-    clock_gettime(CLOCK_MONOTONIC, &due);
-    int64_t wait_us = due_us - util_mono_us();
-    if (wait_us <= 0)
-        return;
-    due.tv_sec += (time_t)(wait_us / 1000000);
-    due.tv_nsec += (long)(wait_us % 1000000) * 1000;
-    if (due.tv_nsec >= 1000000000L) {
-        due.tv_sec++;
-        due.tv_nsec -= 1000000000L;
-    }
+    struct timespec due = {(time_t)(due_us / 1000000), (long)(due_us % 1000000) * 1000};
     while (ib->head && ib->queued < GATHER_FULL && !ib->stopping)
         if (pthread_cond_timedwait(&ib->work, &ib->lock, &due) != 0)
             break;
@@ -390,10 +381,9 @@ static void *inbox_main(void *arg)
     for (;;) {
         while (!ib->head && !ib->stopping)
             pthread_cond_wait(&ib->work, &ib->lock);
-        if (ib->head)
-            gather(ib);
-        if (!ib->head && ib->stopping)
+        if (!ib->head) /* stopping, and nothing left to store */
             break;
+        gather(ib);
         if (!ib->head) /* another thread took them meanwhile */
             continue;
         batch *b = take_batch(ib);

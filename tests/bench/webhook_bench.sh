@@ -254,8 +254,7 @@ waits_start() {
   [[ $PG_WAITS == 1 ]] || return 0
   echo "SELECT application_name || ' | ' || coalesce(wait_event_type || ':' || wait_event, 'CPU')
         FROM pg_stat_activity WHERE application_name IN ('ingest-hostd inbox', 'ingest-hostd')
-         AND state = 'active' \\watch 0.01" |
-    PGOPTIONS='-c client_min_messages=warning' "$PSQL" -X -q -tA -d "$URL" >"$TMP/waits.txt" 2>/dev/null &
+         AND state = 'active' \\watch 0.01" | psql_db -tA >"$TMP/waits.txt" 2>/dev/null &
   WAITS_PID=$!
 }
 waits_top() {
@@ -286,13 +285,14 @@ SQL
 # max_wal_size of WAL is made file by file, each new segment zero-filled and
 # flushed inside some commit (wait event WALInitSync, tens of ms each). A
 # database that has been running recycles its old segments at each
-# checkpoint instead. Age this one so: write about max_wal_size of WAL and
-# checkpoint.
+# checkpoint instead. Age this one so: write about max_wal_size of WAL (a
+# 900-byte row takes about 1.2 kB of it) and checkpoint.
 if [[ $PG_AGE == 1 ]]; then
   log "ageing the cluster's WAL (a running database's recycled segments) ..."
   psql_db <<'SQL'
 CREATE TABLE bench_wal_filler (pad text);
-INSERT INTO bench_wal_filler SELECT repeat('x', 900) FROM generate_series(1, 900000);
+INSERT INTO bench_wal_filler SELECT repeat('x', 900)
+  FROM generate_series(1, pg_size_bytes(current_setting('max_wal_size')) / 1200);
 DROP TABLE bench_wal_filler;
 CHECKPOINT;
 SQL
@@ -417,7 +417,7 @@ webhook ingress benchmark — $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) CPU(s), $
   plugin      hook_hmac (tests/plugins/hook_plugin.c): X-Hook-Signature sha256=HMAC-SHA256(secret, body), key X-Hook-Delivery
   requests    POST /webhooks/hook_hmac, unique ~200-byte JSON body and key each, keep-alive HTTP/1.1, loopback
   generator   $LOAD (one thread, libevent)
-  PostgreSQL  $PG_VERSION, $PG_SETTINGS$([[ $PG_STATEMENTS == 1 ]] && echo ", pg_stat_statements loaded")$([[ $PG_WAL == 1 ]] && echo ", pg_walinspect loaded")$([[ $PG_AGE == 1 ]] && echo ", WAL aged (about 900 MB written and checkpointed before the daemon started)" || echo ", WAL not aged (BENCH_PG_AGE=0)")
+  PostgreSQL  $PG_VERSION, $PG_SETTINGS$([[ $PG_STATEMENTS == 1 ]] && echo ", pg_stat_statements loaded")$([[ $PG_WAL == 1 ]] && echo ", pg_walinspect loaded")$([[ $PG_AGE == 1 ]] && echo ", WAL aged (about max_wal_size written and checkpointed before the daemon started)" || echo ", WAL not aged (BENCH_PG_AGE=0)")
 HEAD
 
 # ---------------------------------------------------- 1. /healthz baseline

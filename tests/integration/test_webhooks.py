@@ -443,6 +443,35 @@ def test_deliveries_reach_the_workers_without_a_claim_while_there_is_room(daemon
         [f"direct{i}" for i in range(5)]
 
 
+def test_concurrent_deliveries_share_inbox_commits_on_named_connections(daemon_factory,
+                                                                         pg_cluster, db_url):
+    d = start(daemon_factory, plugins=["hook_hmac"])
+    statuses = []
+
+    def send(t):
+        for i in range(25):
+            statuses.append(post_hmac(d, body_of(n=i), delivery=f"share{t}-{i}")[0])
+
+    threads = [threading.Thread(target=send, args=(t,)) for t in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert statuses == [202] * 200
+    stored = metric(d, "ingest_webhook_inbox_batch_size_sum")
+    commits = metric(d, "ingest_webhook_inbox_batch_size_count")
+    assert stored == 200
+    assert 0 < commits < 200, "no two concurrent deliveries shared a commit"
+    assert metric(d, "ingest_webhook_inbox_commit_seconds_count") == commits
+    time.sleep(0.1)  # a quiet moment: the next delivery goes alone
+    assert post_hmac(d, body_of(n=0), delivery="alone")[0] == 202
+    assert metric(d, "ingest_webhook_inbox_batch_size_sum") == 201
+    assert metric(d, "ingest_webhook_inbox_batch_size_count") == commits + 1
+    names = {r[0] for r in q(pg_cluster, db_url, "SELECT application_name FROM pg_stat_activity"
+                                                 " WHERE application_name LIKE %s", ("ingest-hostd%",))}
+    assert names == {"ingest-hostd", "ingest-hostd inbox"}
+
+
 def test_deliveries_beyond_the_workers_room_wait_in_the_table(daemon_factory, pg_cluster, db_url):
     # one worker: room for 256 deliveries in flight (2 chunks of 128), each
     # taking 20 ms
