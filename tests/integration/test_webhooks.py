@@ -443,21 +443,26 @@ def test_deliveries_reach_the_workers_without_a_claim_while_there_is_room(daemon
         [f"direct{i}" for i in range(5)]
 
 
-def test_concurrent_deliveries_share_inbox_commits_on_named_connections(daemon_factory,
-                                                                         pg_cluster, db_url):
-    d = start(daemon_factory, plugins=["hook_hmac"])
+def post_concurrently(d, prefix, threads, each):
+    """Statuses of threads x each signed deliveries, keys prefix{thread}-{i}."""
     statuses = []
 
     def send(t):
-        for i in range(25):
-            statuses.append(post_hmac(d, body_of(n=i), delivery=f"share{t}-{i}")[0])
+        for i in range(each):
+            statuses.append(post_hmac(d, body_of(n=i), delivery=f"{prefix}{t}-{i}")[0])
 
-    threads = [threading.Thread(target=send, args=(t,)) for t in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert statuses == [202] * 200
+    workers = [threading.Thread(target=send, args=(t,)) for t in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    return statuses
+
+
+def test_concurrent_deliveries_share_inbox_commits_on_named_connections(daemon_factory,
+                                                                         pg_cluster, db_url):
+    d = start(daemon_factory, plugins=["hook_hmac"])
+    assert post_concurrently(d, "share", 8, 25) == [202] * 200
     stored = metric(d, "ingest_webhook_inbox_batch_size_sum")
     commits = metric(d, "ingest_webhook_inbox_batch_size_count")
     assert stored == 200
@@ -477,18 +482,7 @@ def test_deliveries_beyond_the_workers_room_wait_in_the_table(daemon_factory, pg
     # taking 20 ms
     conf = hook_conf(hook_hmac={"handle_sleep_ms": 20})
     d = start(daemon_factory, conf, plugins=["hook_hmac"], env={"INGEST_WORKERS": "1"})
-    statuses = []
-
-    def send(t):
-        for i in range(40):
-            statuses.append(post_hmac(d, body_of(n=i), delivery=f"busy{t}-{i}")[0])
-
-    threads = [threading.Thread(target=send, args=(t,)) for t in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert statuses == [202] * 320
+    assert post_concurrently(d, "busy", 8, 40) == [202] * 320
     wait_processed(pg_cluster, db_url, "hook_hmac", 320, timeout=30)
     assert dispatched(d, "inbox") + dispatched(d, "claim") == 320
     assert dispatched(d, "claim") > 0, "every delivery found room"
