@@ -90,7 +90,8 @@
 # CPU seconds used per phase by the daemon (its loop thread apart), the
 # PostgreSQL processes and the load generator are printed, to show where the
 # cores go, and what PostgreSQL did meanwhile (WAL written, checkpoints
-# begun, autovacuum runs finished): the usual company of a latency tail.
+# begun, autovacuum runs finished), and the kernel's peak of data waiting for
+# writeback and time stalled on I/O: the usual company of a latency tail.
 #
 # Targets (issue): >= 10,000 durable acks/s; p99 <= 25 ms at 5,000/s offered;
 # acked-but-missing = 0 (and rows = acks); RSS at the end within 10 % of RSS
@@ -151,6 +152,7 @@ HOSTD_PID=
 cleanup() {
   local rc=$?
   set +e
+  [[ -n ${DIRTY_PID:-} ]] && kill "$DIRTY_PID" 2>/dev/null
   if [[ -n $HOSTD_PID ]] && kill -0 "$HOSTD_PID" 2>/dev/null; then
     kill -TERM "$HOSTD_PID"; wait "$HOSTD_PID" 2>/dev/null
   fi
@@ -422,13 +424,30 @@ pg_activity() {
   scalar "SELECT (SELECT wal_bytes FROM pg_stat_wal) || ' ' || ($CHECKPOINTS_SQL) || ' ' ||
     (SELECT coalesce(sum(autovacuum_count + autoanalyze_count), 0) FROM pg_stat_user_tables)"
 }
+# The kernel's side of a phase: the most data waiting in the page cache for
+# writeback (Dirty, sampled every 100 ms) and how long tasks stalled on I/O
+# (pressure stall information, "some": at least one task waiting).
+io_stall_us() { sed -n 's/^some .* total=\([0-9]*\)$/\1/p' /proc/pressure/io 2>/dev/null; }
+DIRTY_PID=
+dirty_start() {
+  while :; do
+    while read -r key kb _; do [[ $key == Dirty: ]] && { echo "$kb"; break; }; done </proc/meminfo
+    sleep 0.1
+  done >"$TMP/dirty.txt" &
+  DIRTY_PID=$!
+}
+dirty_peak_mb() {
+  kill "$DIRTY_PID" 2>/dev/null; wait "$DIRTY_PID" 2>/dev/null || true
+  sort -n "$TMP/dirty.txt" | tail -n1 | awk '{printf "%.0f", $1 / 1024}'
+}
 PHASE_CPU= PHASE_PG=
 # run_load NAME ARGS...: runs webhook_load, records CPU use and PostgreSQL's
 # activity; sets RESULT.
 run_load() {
   local name=$1; shift
-  local before after t0 t1 pg_before pg_after
+  local before after t0 t1 pg_before pg_after stall_before stall_after
   pg_before=$(pg_activity)
+  stall_before=$(io_stall_us); dirty_start
   [[ $PG_WAL == 1 ]] && PHASE_LSN=$(scalar "SELECT pg_current_wal_lsn()")
   [[ $name == latency* ]] && waits_start
   before=$(cpu_snapshot); t0=$(date +%s.%N)
@@ -436,9 +455,12 @@ run_load() {
     || { cat "$TMP/$name.err" >&2; die "webhook_load failed in phase $name"; }
   t1=$(date +%s.%N); after=$(cpu_snapshot)
   pg_after=$(pg_activity)
-  PHASE_PG=$(awk -v b="$pg_before" -v a="$pg_after" 'BEGIN { split(b, x, " "); split(a, y, " ");
-    printf "postgres meanwhile: WAL %.0f MB, checkpoints begun %d, autovacuum/analyze runs finished %d",
-           (y[1] - x[1]) / 1e6, y[2] - x[2], y[3] - x[3] }')
+  stall_after=$(io_stall_us)
+  PHASE_PG=$(awk -v b="$pg_before" -v a="$pg_after" -v d="$(dirty_peak_mb)" \
+                 -v s0="${stall_before:-x}" -v s1="${stall_after:-x}" 'BEGIN { split(b, x, " "); split(a, y, " ");
+    printf "postgres meanwhile: WAL %.0f MB, checkpoints begun %d, autovacuum/analyze runs finished %d; kernel: Dirty peak %s MB, tasks stalled on I/O %s",
+           (y[1] - x[1]) / 1e6, y[2] - x[2], y[3] - x[3], d,
+           (s0 == "x" || s1 == "x") ? "? (no /proc/pressure/io)" : sprintf("%.0f ms", (s1 - s0) / 1000) }')
   RESULT=$(tail -n1 "$TMP/$name.out")
   local gen_cpu; gen_cpu=$(field "$RESULT" cpu_s)
   PHASE_CPU=$(awk -v b="$before" -v a="$after" -v t0="$t0" -v t1="$t1" -v hz="$clk" -v g="$gen_cpu" '
